@@ -6,11 +6,11 @@ exception handler and the chat views render it as JSON with the code's HTTP stat
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Stable error codes; the second value is the HTTP status they map to."""
 
     INVALID_JSON = "invalid_json"

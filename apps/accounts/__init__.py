@@ -1,0 +1,1 @@
+"""Tenants (organisations), users and their per-tenant roles; login, logout and sign-up."""

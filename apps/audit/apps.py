@@ -1,0 +1,8 @@
+"""App config for the audit chain."""
+
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "apps.audit"
+    label = "audit"

@@ -1,0 +1,1 @@
+"""The console for domain experts and compliance officers (issue 8)."""

@@ -1,0 +1,153 @@
+"""Review queue: find what the pipeline flagged, and let experts assign, annotate, resolve and reply.
+
+Items are derived from stored replies (never from the stream): a reply whose input was blocked or
+escalated, whose output was blocked (`finish_reason == "content_filter"`) or retracted becomes one
+item per (message, reason). `review_queue_sync` is idempotent and runs when the queue is opened.
+A human reply is stored as an assistant message marked `engine_profile="human"` and published on the
+conversation's stream key `conversation:<id>` as a `human.message` event for an open chat page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.audit.services import audit_append
+from apps.console.models import ReviewItem, ReviewNote, ReviewReason, ReviewStatus
+from apps.conversations.models import Conversation, Message, Role, Status
+from apps.conversations.streams import stream_bus
+from apps.core.errors import ApplicationError, ErrorCode
+
+HUMAN_PROFILE = "human"
+MAX_NOTE_CHARS = 8000
+
+
+def message_flags(message: Message) -> list[str]:
+    """Why a stored assistant reply needs a human look (empty when it does not)."""
+    reasons = []
+    if message.input_action == "block" or message.finish_reason == "content_filter":
+        reasons.append(ReviewReason.BLOCKED)
+    if message.input_action == "escalate":
+        reasons.append(ReviewReason.ESCALATED)
+    if any(v.get("action") == "retract" or v.get("rule") == "retract" for v in message.verdicts or []
+           if isinstance(v, dict)):
+        reasons.append(ReviewReason.RETRACTED)
+    return reasons
+
+
+def review_queue_sync(*, tenant: Any) -> int:
+    """Create items for flagged replies of `tenant` that have none yet; returns how many were added."""
+    flagged = (Message.objects.filter(conversation__tenant=tenant, role=Role.ASSISTANT, status=Status.COMPLETE)
+               .filter(Q(input_action__in=("block", "escalate")) | Q(finish_reason="content_filter")
+                       | Q(verdicts__icontains="retract"))
+               .exclude(engine_profile=HUMAN_PROFILE).select_related("conversation"))
+    known = set(ReviewItem.objects.filter(tenant=tenant).values_list("message_id", "reason"))
+    added = 0
+    for message in flagged:
+        for reason in message_flags(message):
+            if (message.id, reason) in known:
+                continue
+            try:
+                with transaction.atomic():
+                    ReviewItem.objects.create(tenant=tenant, conversation=message.conversation,
+                                              message=message, reason=reason)
+                added += 1
+            except IntegrityError:  # another reviewer's sync got there first
+                continue
+    return added
+
+
+def review_items(*, tenant: Any, status: str = "", reason: str = "", domain: str = "",
+                 assignee: Any = None) -> QuerySet[ReviewItem]:
+    items = ReviewItem.objects.filter(tenant=tenant).select_related("conversation", "message", "assignee")
+    if status:
+        items = items.filter(status=status)
+    if reason:
+        items = items.filter(reason=reason)
+    if domain:
+        items = items.filter(conversation__domain=domain)
+    if assignee is not None:
+        items = items.filter(assignee=assignee)
+    return items.order_by("-created_at")
+
+
+def review_item_get(*, tenant: Any, item_id: Any) -> ReviewItem:
+    """One item of `tenant`; another tenant's item is NOT_FOUND (its existence is not revealed)."""
+    try:
+        return ReviewItem.objects.select_related("conversation").get(pk=item_id, tenant=tenant)
+    except (ReviewItem.DoesNotExist, ValueError, TypeError, ValidationError) as exc:
+        raise ApplicationError(ErrorCode.NOT_FOUND, f"Review item {item_id} does not exist.") from exc
+
+
+def _text(text: Any, field: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ApplicationError(ErrorCode.VALIDATION, f"Field {field!r} must not be empty.", field=field)
+    if len(text) > MAX_NOTE_CHARS:
+        raise ApplicationError(ErrorCode.MESSAGE_TOO_LONG, f"Field {field!r} is longer than {MAX_NOTE_CHARS} "
+                               "characters.", field=field)
+    return text.strip()
+
+
+def _audit(event: str, item: ReviewItem, actor: Any, **payload: Any) -> None:
+    audit_append(event=event, actor=actor, tenant=item.tenant, subject=str(item.conversation_id),
+                 payload={"item": str(item.id), "reason": item.reason, **payload})
+
+
+@transaction.atomic
+def review_item_assign(*, item: ReviewItem, actor: Any, assignee: Any) -> ReviewItem:
+    if item.status == ReviewStatus.RESOLVED:
+        raise ApplicationError(ErrorCode.CONFLICT, "This item is resolved already.", field="status")
+    item.assignee, item.status = assignee, ReviewStatus.ASSIGNED
+    item.save(update_fields=["assignee", "status", "updated_at"])
+    _audit("review.assigned", item, actor, assignee=getattr(assignee, "username", ""))
+    return item
+
+
+@transaction.atomic
+def review_item_annotate(*, item: ReviewItem, actor: Any, text: Any) -> ReviewNote:
+    note = ReviewNote.objects.create(item=item, author=actor, kind="note", text=_text(text, "text"))
+    _audit("review.annotated", item, actor, note=str(note.id))
+    return note
+
+
+@transaction.atomic
+def review_item_resolve(*, item: ReviewItem, actor: Any, text: Any = "") -> ReviewItem:
+    if item.status == ReviewStatus.RESOLVED:
+        raise ApplicationError(ErrorCode.CONFLICT, "This item is resolved already.", field="status")
+    if isinstance(text, str) and text.strip():
+        ReviewNote.objects.create(item=item, author=actor, kind="note", text=_text(text, "text"))
+    item.status, item.resolved_by, item.resolved_at = ReviewStatus.RESOLVED, actor, timezone.now()
+    item.save(update_fields=["status", "resolved_by", "resolved_at", "updated_at"])
+    _audit("review.resolved", item, actor)
+    return item
+
+
+def conversation_stream_key(conversation_id: Any) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def review_human_reply(*, item: ReviewItem, actor: Any, text: Any) -> Message:
+    """Answer the customer inside the conversation as a human; stored, audited, then published live."""
+    body = _text(text, "text")
+    conversation: Conversation = item.conversation
+    name = actor.get_full_name() or actor.get_username()
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation, role=Role.ASSISTANT, status=Status.COMPLETE, content=body,
+            pack_version=conversation.pack_version, engine_profile=HUMAN_PROFILE,
+            model_version=f"human:{actor.get_username()}"[:200], finish_reason="human",
+            verdicts=[{"stage": "human", "rule": "expert_reply", "action": "allow", "score": 1.0,
+                       "latency_ms": 0.0}],
+            completed_at=timezone.now(),
+        )
+        ReviewNote.objects.create(item=item, author=actor, kind="reply", text=body)
+        _audit("review.human_reply", item, actor, message=str(message.id), content=body)
+        payload = {"message_id": str(message.id), "conversation_id": str(conversation.id), "content": body,
+                   "author": "human", "name": name, "created_at": message.created_at.isoformat()}
+        transaction.on_commit(lambda: stream_bus().publish(conversation_stream_key(conversation.id),
+                                                           "human.message", payload))
+    return message

@@ -1,0 +1,1 @@
+"""Conversations, messages and turn orchestration: submit, generate (worker), stream, reconcile, chat UI."""

@@ -1,0 +1,240 @@
+"""Conversation services: create a conversation, submit a turn, generate a reply (the worker's job).
+
+`turn_submit` runs in ONE transaction: the safety input stage (fail closed), the user message, a
+pending reply and its outbox row, the pinned pack version and engine profile; the task is enqueued
+only on commit. `reply_generate` is idempotent: it claims the reply's outbox row, streams from the
+engine through the safety output stage to the stream bus, stores the final message and appends one
+audit record. A restarted generation (after a worker died) starts from scratch and first tells
+stream consumers to `retract` what they showed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_append, payload_digest
+from apps.conversations.models import Conversation, Message, Outbox, Role, Status
+from apps.conversations.streams import stream_bus
+from apps.core.errors import ApplicationError, ErrorCode
+from apps.inference import services as inference
+from apps.prompt_packs.rendering import prompt_build
+from apps.prompt_packs.selectors import pack_published_get
+from apps.safety.pipeline import SafetyPipeline
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 1.0
+PROFILES = ("r1", "zero")
+
+
+def conversation_create(*, tenant: Any, user: Any, domain: str, profile: str = "r1",
+                        title: str = "") -> Conversation:
+    """Start a conversation on the domain's published pack (pinned for its whole life)."""
+    if not isinstance(domain, str) or not domain.strip():
+        raise ApplicationError(ErrorCode.VALIDATION, "Field 'domain' is required.", field="domain")
+    if profile not in PROFILES:
+        raise ApplicationError(ErrorCode.VALIDATION, f"Unknown engine profile {profile!r}.", field="profile")
+    pack = pack_published_get(domain=domain.strip())
+    return Conversation.objects.create(
+        tenant=tenant, user=user, domain=pack.domain, pack_version=pack, engine_profile=profile,
+        title=title.strip()[:200],
+    )
+
+
+@dataclass(frozen=True)
+class TurnSubmitted:
+    user_message: Message
+    reply: Message
+
+
+def turn_submit(*, conversation: Conversation, text: Any) -> TurnSubmitted:
+    """Check the input, store the user message, a pending reply and its outbox row; enqueue on commit.
+
+    Raises ApplicationError (MESSAGE_EMPTY, MESSAGE_TOO_LONG, INVALID_ENCODING, VALIDATION) before
+    anything is written; a safety check that errors blocks the turn (the pipeline fails closed).
+    """
+    from apps.conversations.dispatch import reply_enqueue  # dispatch imports this module
+
+    pack = conversation.pack_version
+    decision = SafetyPipeline.for_pack(pack).check_input(text)
+    with transaction.atomic():
+        user_message = Message.objects.create(
+            conversation=conversation, role=Role.USER, status=Status.COMPLETE, content=decision.text,
+            verdicts=[v.as_dict() for v in decision.verdicts], input_action=decision.action,
+            pack_version=pack, engine_profile=conversation.engine_profile,
+        )
+        reply = Message.objects.create(
+            conversation=conversation, role=Role.ASSISTANT, status=Status.PENDING, reply_to=user_message,
+            input_action=decision.action, preface=decision.message or "", pack_version=pack,
+            engine_profile=conversation.engine_profile,
+        )
+        Outbox.objects.create(reply=reply, enqueued_at=timezone.now())
+        if not conversation.title:
+            conversation.title = " ".join(decision.text.split())[:60]
+            conversation.save(update_fields=["title", "updated_at"])
+        reply_id = str(reply.id)
+        transaction.on_commit(lambda: reply_enqueue(reply_id))
+    return TurnSubmitted(user_message=user_message, reply=reply)
+
+
+class ClaimLostError(Exception):
+    """Another worker took over this reply (the reconciler judged us dead); stop without storing."""
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+
+
+def _claim(reply_id: str, worker: str) -> tuple[Message, int] | None:
+    """Take the reply for this worker, or None when it is finished or another live worker holds it."""
+    stale_before = timezone.now() - timezone.timedelta(seconds=settings.VERITY_RECONCILE_AFTER_S)
+    with transaction.atomic():
+        outbox = Outbox.objects.select_for_update().filter(reply_id=reply_id).first()
+        if outbox is None or outbox.done_at is not None:
+            return None
+        reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
+        if reply.status in (Status.COMPLETE, Status.FAILED):
+            return None
+        alive = outbox.claimed_by and outbox.heartbeat_at and outbox.heartbeat_at > stale_before
+        if reply.status == Status.STREAMING and alive:
+            return None
+        outbox.claimed_by, outbox.heartbeat_at = worker, timezone.now()
+        outbox.attempts += 1
+        outbox.save(update_fields=["claimed_by", "heartbeat_at", "attempts", "updated_at"])
+        reply.status = Status.STREAMING
+        reply.save(update_fields=["status", "updated_at"])
+        return reply, outbox.attempts
+
+
+def _heartbeat(reply_id: str, worker: str) -> None:
+    if not Outbox.objects.filter(reply_id=reply_id, claimed_by=worker).update(heartbeat_at=timezone.now()):
+        raise ClaimLostError(reply_id)
+
+
+def _history(reply: Message) -> list[dict[str, str]]:
+    """Earlier complete turns, oldest first; reasoning is never fed back (R1 rule)."""
+    earlier = (Message.objects.filter(conversation=reply.conversation, status=Status.COMPLETE,
+                                      created_at__lt=reply.reply_to.created_at)
+               .order_by("created_at").values("role", "content"))
+    return [{"role": m["role"], "content": m["content"]} for m in earlier]
+
+
+def reply_generate(*, reply_id: str) -> Message | None:
+    """Produce, store and audit one reply; a no-op for a reply already finished or held by a live worker."""
+    worker = _worker_id()
+    claimed = _claim(str(reply_id), worker)
+    if claimed is None:
+        return None
+    reply, attempt = claimed
+    bus = stream_bus()
+    if attempt > 1:
+        # A previous attempt died mid-stream: consumers drop what it showed before we start over.
+        for target in ("reasoning", "answer"):
+            bus.publish(str(reply.id), "retract", {"target": target, "reason": "restart"})
+    try:
+        return _generate(reply, worker, bus)
+    except ClaimLostError:
+        logger.warning("reply %s was taken over by another worker; this attempt stops", reply_id)
+        return None
+    except ApplicationError as exc:
+        return _fail(reply, worker, bus, exc.code.value, exc.message)
+    except Exception as exc:  # anything else is an internal failure of this turn, recorded as such
+        logger.exception("reply %s failed", reply_id)
+        return _fail(reply, worker, bus, ErrorCode.INTERNAL.value, f"Generation failed: {type(exc).__name__}")
+
+
+def _generate(reply: Message, worker: str, bus: Any) -> Message:
+    reply_id, pack, profile = str(reply.id), reply.pack_version, reply.engine_profile
+    user_message = reply.reply_to
+    stage = SafetyPipeline.for_pack(pack).output_stage()
+    preface = reply.preface.strip()
+    if preface:
+        bus.publish(reply_id, "answer.delta", {"text": preface + ("" if reply.input_action == "block" else "\n\n")})
+    finish_reason, usage, model_version, produced = "stop", {}, "", False
+    if reply.input_action != "block":
+        model_version = inference.engine_version(profile)
+        max_tokens = min(int(pack.sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
+                         settings.VERITY_MAX_NEW_TOKENS)
+        build = prompt_build(
+            pack=pack, history=_history(reply), user_text=user_message.content,
+            is_r1=inference.engine_is_r1(profile=profile),
+            count_tokens=lambda messages: inference.chat_token_count(messages, profile=profile),
+            budget=inference.context_length(profile=profile) - max_tokens,
+        )
+        if build.trimmed:
+            bus.publish(reply_id, "context_trimmed", {})
+        last_beat = time.monotonic()
+        for chunk in inference.generation_stream(messages=build.messages, sampling=pack.sampling,
+                                                 max_tokens=max_tokens, profile=profile):
+            if chunk.kind == "finish":
+                finish_reason, usage = chunk.finish_reason or "stop", chunk.usage
+                continue
+            produced = True
+            _publish(bus, reply_id, stage.feed(chunk.kind, chunk.text))
+            if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                _heartbeat(reply_id, worker)
+                last_beat = time.monotonic()
+        _publish(bus, reply_id, stage.finish())
+    if stage.blocked:
+        finish_reason = "content_filter"
+    answer = stage.answer_text if produced else ""
+    content = "\n\n".join(part for part in (preface, answer) if part)
+    verdicts = list(user_message.verdicts) + [v.as_dict() for v in stage.verdicts]
+    disclaimer = "" if reply.input_action == "block" else (stage.disclaimer or "")
+    with transaction.atomic():
+        _heartbeat(reply_id, worker)  # still ours? then finish atomically
+        reply.content, reply.reasoning = content, stage.reasoning_text
+        reply.status, reply.finish_reason, reply.usage = Status.COMPLETE, finish_reason, usage
+        reply.verdicts, reply.disclaimer, reply.model_version = verdicts, disclaimer, model_version
+        reply.completed_at = timezone.now()
+        reply.save()
+        Outbox.objects.filter(reply_id=reply_id).update(done_at=timezone.now())
+        _audit(reply, "turn.completed", verdicts, raw={"answer": stage.raw("answer"),
+                                                       "reasoning": stage.raw("reasoning")})
+    bus.publish(reply_id, "done", {
+        "message_id": reply_id, "content": content, "reasoning": reply.reasoning,
+        "finish_reason": finish_reason, "usage": usage, "disclaimer": disclaimer,
+    })
+    return reply
+
+
+def _publish(bus: Any, reply_id: str, emissions: list[Any]) -> None:
+    for emission in emissions:
+        if emission.kind == "retract":
+            bus.publish(reply_id, "retract", {"target": emission.target or "answer", "reason": "safety"})
+        elif emission.text:
+            bus.publish(reply_id, f"{emission.kind}.delta", {"text": emission.text})
+
+
+def _fail(reply: Message, worker: str, bus: Any, code: str, message: str) -> Message | None:
+    with transaction.atomic():
+        if not Outbox.objects.filter(reply_id=reply.id, claimed_by=worker).update(done_at=timezone.now()):
+            return None
+        reply.status, reply.error, reply.completed_at = Status.FAILED, {"code": code, "message": message}, \
+            timezone.now()
+        reply.save(update_fields=["status", "error", "completed_at", "updated_at"])
+        _audit(reply, "turn.failed", list(reply.reply_to.verdicts), raw={"error": code})
+    bus.publish(str(reply.id), "error", {"code": code, "message": message})
+    return reply
+
+
+def _audit(reply: Message, event: str, verdicts: list[dict[str, Any]], raw: dict[str, Any]) -> None:
+    conversation = reply.conversation
+    audit_append(
+        event=event, actor=conversation.user or "partner", tenant=conversation.tenant, subject=str(reply.id),
+        payload={"conversation": str(conversation.id), "user_message": reply.reply_to.content,
+                 "content": reply.content, "reasoning": reply.reasoning, "raw_digest": payload_digest(raw),
+                 "status": reply.status, "finish_reason": reply.finish_reason, "usage": reply.usage},
+        verdicts=verdicts, model_version=reply.model_version, pack_version=reply.pack_version,
+    )

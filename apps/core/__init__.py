@@ -1,0 +1,1 @@
+"""Shared kernel: base models, ApplicationError and its JSON rendering, request parsing, middleware."""

@@ -1,0 +1,8 @@
+"""App config for inference."""
+
+from django.apps import AppConfig
+
+
+class InferenceConfig(AppConfig):
+    name = "apps.inference"
+    label = "inference"

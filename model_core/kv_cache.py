@@ -1,0 +1,49 @@
+"""Preallocated key/value cache for the R1 profile.
+
+One contiguous buffer per layer for keys and values, sized once for the longest sequence the
+request may reach, so a decode step writes one slot in place instead of concatenating tensors (which
+would copy the whole history every token). The model calls `update` per layer and `advance` once per
+forward pass; everything else (how long a sequence may grow, when to reset) belongs to the engine.
+
+The batch dimension is already there: the continuous-batching scheduler of issue 4 gives each running
+sequence a row, and a block manager can later replace this class behind the same two methods.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model_core.config import ModelConfig
+
+
+class KVCache:
+    """Keys and values of `batch` sequences of up to `max_len` tokens, for every layer."""
+
+    def __init__(self, config: ModelConfig, max_len: int, *, batch: int = 1, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        if max_len <= 0:
+            raise ValueError(f"max_len must be positive, got {max_len}")
+        shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self.max_len = max_len
+        self.length = 0  # tokens already stored (same for every row in this simple layout)
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.numel() * self.keys.element_size() * 2
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k/v [B,Hkv,T,D] after the cached tokens; return all keys/values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; cannot store {end}")
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, tokens: int) -> None:
+        self.length += tokens
+
+    def reset(self) -> None:
+        self.length = 0

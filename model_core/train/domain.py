@@ -1,0 +1,144 @@
+"""The domain data: SFT examples with readable reasoning, preference pairs, RL prompts, rejection sampling.
+
+`data/sft_<domain>.jsonl` holds examples written for this pipeline: `kind` (answer | refuse |
+escalate), `prompt`, a short `reasoning`, and either the `answer` text or the name of the pack's
+`refusal` / `escalation` text to give. The final reply is assembled from the pack, so a compliance
+edit of a disclaimer or crisis text flows into the next training run: answers and escalations end
+with the pack's disclaimer, refusals are the pack's refusal text.
+
+Preference pairs contrast each reference reply with a corrupted one (disclaimer dropped, reasoning
+format broken, the wrong behaviour: refusing a benign question, complying with a harmful one or
+missing an escalation, or a forbidden claim added). Rejection sampling (the R1 recipe's stage 3)
+samples a model on the training prompts and keeps only completions a filter accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from model_core.train.data import ChatExample, ChatRenderer
+from model_core.train.packs import Pack, PackDataError
+from model_core.train.reward_model import PreferencePair
+from model_core.train.rewards import parse_completion
+from model_core.train.rl import RLPrompt
+from model_core.train.rollout import rollout
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# Rephrasings of the same request: cheap variety so the model keys on content, not on one wording.
+PROMPT_VARIANTS = ("{p}", "Quick question: {p}", "Hi Verity, {p}", "I was wondering, {p}")
+COMPLIANCE = "Sure, here is how to do that step by step. First, get everything ready, then follow the plan closely."
+FORBIDDEN = {"finance": "This is a guaranteed return with no risk.", "medical": "I am a doctor and I can confirm this.",
+             "legal": "I am your lawyer, so you can rely on this as legal advice."}
+
+
+def _variant(prompt: str, template: str) -> str:
+    if template == "{p}":
+        return prompt
+    return template.format(p=prompt[0].lower() + prompt[1:])
+
+
+def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, variants: int = 1) -> list[ChatExample]:
+    """Every domain's examples, each in `variants` phrasings (1..4)."""
+    if not 1 <= variants <= len(PROMPT_VARIANTS):
+        raise ValueError(f"variants must be in 1..{len(PROMPT_VARIANTS)}, got {variants}")
+    out = []
+    for domain, pack in packs.items():
+        path = Path(data_dir) / f"sft_{domain}.jsonl"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            kind = row.get("kind")
+            try:
+                if kind == "answer":
+                    reply, key = f"{row['answer']}\n\n{pack.disclaimer}", None
+                elif kind == "refuse":
+                    key = row["refusal"]
+                    reply = pack.refusals[key]
+                elif kind == "escalate":
+                    key = row["escalation"]
+                    reply = f"{pack.escalations[key]}\n\n{pack.disclaimer}"
+                else:
+                    raise KeyError(f"kind {kind!r}")
+            except KeyError as exc:
+                raise PackDataError(f"{path}:{n}: unknown or missing field {exc}") from exc
+            for template in PROMPT_VARIANTS[:variants]:
+                messages = [{"role": "system", "content": pack.header},
+                            {"role": "user", "content": _variant(row["prompt"], template)}]
+                out.append(ChatExample(messages, row["reasoning"], reply,
+                                       {"domain": domain, "kind": kind, "key": key, "base_prompt": row["prompt"]}))
+    return out
+
+
+def split_heldout(examples: Sequence[ChatExample], every: int = 5) -> tuple[list[ChatExample], list[ChatExample]]:
+    """Hold out every `every`-th base prompt (all its phrasings together, so nothing leaks)."""
+    prompts = sorted({e.meta["base_prompt"] for e in examples})
+    held = set(prompts[::every])
+    return ([e for e in examples if e.meta["base_prompt"] not in held],
+            [e for e in examples if e.meta["base_prompt"] in held])
+
+
+def _corruptions(example: ChatExample, packs: dict[str, Pack]) -> list[tuple[str, str]]:
+    """(reasoning, reply) pairs that are worse than the reference reply, most telling first."""
+    pack = packs[example.meta["domain"]]
+    kind, reply = example.meta["kind"], example.answer
+    out = []
+    if kind == "answer":
+        out.append((example.reasoning, pack.refusals["default"]))
+    elif kind == "refuse":
+        out.append(("The user asked for help, so I will help.", COMPLIANCE))
+    else:
+        out.append(("The user has a general question.", "Here is some general information about your situation."))
+    if pack.disclaimer in reply:
+        out.append((example.reasoning, reply.replace(pack.disclaimer, "").strip()))
+    out.append((example.reasoning, f"{FORBIDDEN[example.meta['domain']]} {reply}"))
+    out.append(("", reply))  # no reasoning: the format rule fails
+    return out
+
+
+def preference_pairs(renderer: ChatRenderer, examples: Sequence[ChatExample], packs: dict[str, Pack],
+                     per_example: int = 2) -> list[PreferencePair]:
+    tok = renderer.tokenizer
+    pairs = []
+    for i, ex in enumerate(examples):
+        prompt = renderer.prompt_ids(ex.messages)
+        chosen = tok.encode(renderer.completion_text(ex.reasoning, ex.answer) + renderer.end_of_turn,
+                            add_special_tokens=False)
+        options = _corruptions(ex, packs)
+        for k in range(per_example):
+            reasoning, reply = options[(i + k) % len(options)]
+            text = renderer.completion_text(reasoning, reply) if reasoning else reply
+            pairs.append(PreferencePair(prompt, chosen, tok.encode(text + renderer.end_of_turn, add_special_tokens=False)))
+    return pairs
+
+
+def rl_prompts(renderer: ChatRenderer, examples: Sequence[ChatExample], packs: dict[str, Pack]) -> list[RLPrompt]:
+    """One RL prompt per example, carrying what the rule rewards need to judge its completions."""
+    out = []
+    for ex in examples:
+        ids = renderer.prompt_ids(ex.messages)
+        out.append(RLPrompt(ids, {**ex.meta, "pack": packs[ex.meta["domain"]], "prompt_ids": ids}))
+    return out
+
+
+def rejection_sample(model: nn.Module, renderer: ChatRenderer, prompts: Sequence[RLPrompt], source: Sequence[ChatExample],
+                     accept: Callable[[dict[str, Any], str], bool], *, samples: int, max_new_tokens: int,
+                     stop_ids: Sequence[int], temperature: float = 0.7, seed: int = 0) -> list[ChatExample]:
+    """Sample `samples` completions per prompt; keep at most one accepted completion per prompt as a
+    new SFT example (`source[i]` gives prompt i's messages and metadata)."""
+    kept = []
+    for i, (prompt, ex) in enumerate(zip(prompts, source, strict=True)):
+        group = rollout(model, renderer.tokenizer, prompt.ids, samples, max_new_tokens, stop_ids=stop_ids,
+                        temperature=temperature, seed=seed + i, meta=prompt.meta)
+        for text, stopped in zip(group.texts, group.stopped, strict=True):
+            if stopped and accept(prompt.meta, text):
+                parsed = parse_completion(text)
+                kept.append(ChatExample(ex.messages, parsed.reasoning, parsed.answer,
+                                        {**ex.meta, "source": "rejection-sampling"}))
+                break
+    return kept

@@ -1,0 +1,280 @@
+/**
+ * The customer chat page: domain picker, conversation list, composer, and the reply being streamed.
+ *
+ * Loaded with <script type="module"> (the CSP allows scripts from 'self' only; nothing is inline).
+ * It speaks the chat front door of docs/CONTRACTS.md:
+ *   POST /chat/api/conversations {domain}             -> {id, domain, title, pack_version}
+ *   GET  /chat/api/conversations[/<id>]               -> the list / one conversation with messages
+ *   POST /chat/api/conversations/<id>/messages {text} -> {message_id, reply_id, events_url}
+ *   POST /chat/api/replies/<reply_id>/cancel          -> the stop button
+ * Module map: api.js (fetch + errors), messages.js (message views), reply.js (SSE streaming),
+ * markdown.js (safe rendering). Later features (regenerate, feedback, export, delete, escalation
+ * banner, context gauge) each add a small function here and a hook in the template.
+ */
+
+import { api } from "./api.js";
+import { messageCreate, messageShow, messagesClear } from "./messages.js";
+import { replyCancel, replyDetach, replyStart } from "./reply.js";
+
+const API = "/chat/api";
+
+const el = {
+  composer: document.getElementById("composer"),
+  input: document.getElementById("message-input"),
+  send: document.getElementById("send-button"),
+  stop: document.getElementById("stop-button"),
+  error: document.getElementById("error"),
+  status: document.getElementById("status"),
+  picker: document.getElementById("domain-picker"),
+  heading: document.getElementById("chat-heading"),
+  badge: document.getElementById("domain-badge"),
+  list: document.getElementById("conversation-list"),
+  listEmpty: document.getElementById("conversation-empty"),
+  newConversation: document.getElementById("new-conversation"),
+  sidebarToggle: document.getElementById("sidebar-toggle"),
+};
+
+/** What the page is doing: the open conversation and the reply being streamed, if any. */
+const state = { conversationId: null, domain: null, reply: null, sending: false };
+
+// ---------------------------------------------------------------------------------------------
+// Small view helpers
+// ---------------------------------------------------------------------------------------------
+
+function showError(message) {
+  el.error.textContent = message;
+  el.error.hidden = false;
+}
+
+function clearError() {
+  el.error.hidden = true;
+  el.error.textContent = "";
+}
+
+function announce(text) {
+  el.status.textContent = text;
+}
+
+function domainTitle(slug) {
+  const input = el.picker.querySelector(`input[name="domain"][value="${CSS.escape(slug || "")}"]`);
+  return input ? input.dataset.title : slug;
+}
+
+function selectedDomain() {
+  const checked = el.picker.querySelector('input[name="domain"]:checked');
+  return checked ? checked.value : null;
+}
+
+function setBusy(busy) {
+  el.send.disabled = busy;
+  el.stop.hidden = !(busy && state.reply);
+  el.composer.dataset.busy = busy ? "true" : "false";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reply being streamed
+// ---------------------------------------------------------------------------------------------
+
+const replyHooks = {
+  announce,
+  onSettled(reply) {
+    if (state.reply === reply) state.reply = null;
+    setBusy(false);
+  },
+  onDone() {
+    conversationsRefresh();
+  },
+};
+
+function replyFollow(eventsUrl, replyId, view) {
+  state.reply = replyStart({ eventsUrl, replyId, view, hooks: replyHooks });
+  setBusy(true);
+}
+
+async function replyStop() {
+  const reply = state.reply;
+  if (!reply || !reply.id) return;
+  el.stop.disabled = true;
+  try {
+    await replyCancel(reply);
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    el.stop.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations
+// ---------------------------------------------------------------------------------------------
+
+function conversationSet(conversation) {
+  state.conversationId = String(conversation.id);
+  state.domain = conversation.domain;
+  el.picker.hidden = true;
+  el.badge.hidden = false;
+  el.badge.textContent = domainTitle(conversation.domain);
+  el.heading.textContent = conversation.title || `${domainTitle(conversation.domain)} assistant`;
+  history.replaceState(null, "", `#c=${encodeURIComponent(conversation.id)}`);
+  for (const link of el.list.querySelectorAll("a[data-conversation-id]")) {
+    if (link.dataset.conversationId === state.conversationId) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function conversationReset() {
+  if (state.reply) replyDetach(state.reply);
+  state.reply = null;
+  state.conversationId = null;
+  state.domain = null;
+  messagesClear();
+  clearError();
+  setBusy(false);
+  el.picker.hidden = false;
+  el.badge.hidden = true;
+  el.heading.textContent = "How can Verity help?";
+  history.replaceState(null, "", location.pathname);
+  for (const link of el.list.querySelectorAll("a[aria-current]")) link.removeAttribute("aria-current");
+}
+
+async function conversationOpen(id) {
+  conversationReset();
+  try {
+    const conversation = await api("GET", `${API}/conversations/${encodeURIComponent(id)}`);
+    conversationSet(conversation);
+    let last = null;
+    for (const message of conversation.messages || []) last = { message, view: messageShow(message) };
+    // A reply still being written when the page loaded: follow it (the relay replays from the start).
+    const pending = last && last.message.role !== "user"
+      && (last.message.status === "pending" || last.message.status === "streaming");
+    if (pending) {
+      const replyId = last.message.id;
+      replyFollow(last.message.events_url || `${API}/replies/${encodeURIComponent(replyId)}/events`, replyId, last.view);
+    }
+    el.input.focus();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function conversationListRender(conversations) {
+  el.list.replaceChildren();
+  for (const conversation of conversations) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.className = "conversation-link";
+    link.href = `#c=${encodeURIComponent(conversation.id)}`;
+    link.dataset.conversationId = conversation.id;
+    link.dataset.domain = conversation.domain;
+    const title = document.createElement("span");
+    title.className = "conversation-title";
+    title.textContent = conversation.title || "Untitled conversation";
+    const domain = document.createElement("span");
+    domain.className = "conversation-domain";
+    domain.textContent = domainTitle(conversation.domain);
+    link.append(title, domain);
+    if (String(conversation.id) === state.conversationId) {
+      link.setAttribute("aria-current", "page");
+      if (conversation.title) el.heading.textContent = conversation.title;
+    }
+    item.appendChild(link);
+    el.list.appendChild(item);
+  }
+  el.listEmpty.hidden = conversations.length > 0;
+}
+
+async function conversationsRefresh() {
+  try {
+    const data = await api("GET", `${API}/conversations`);
+    conversationListRender(data.conversations || []);
+  } catch (_err) {
+    // The list is a convenience; the open conversation keeps working without it.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+// ---------------------------------------------------------------------------------------------
+
+async function messageSend() {
+  if (state.sending || state.reply) {
+    announce("Wait for the current answer to finish, or stop it.");
+    return;
+  }
+  const text = el.input.value;
+  clearError();
+  if (!text.trim()) { showError("Type a message first."); el.input.focus(); return; }
+  if (!state.conversationId && !selectedDomain()) {
+    showError("Choose a topic first: finance, medical or legal.");
+    const first = el.picker.querySelector('input[name="domain"]');
+    if (first) first.focus();
+    return;
+  }
+  state.sending = true;
+  setBusy(true);
+  const userView = messageCreate("user");
+  userView.bubble.textContent = text;
+  el.input.value = "";
+  try {
+    if (!state.conversationId) {
+      const conversation = await api("POST", `${API}/conversations`, { domain: selectedDomain() });
+      conversationSet(conversation);
+      conversationsRefresh();
+    }
+    const sent = await api("POST", `${API}/conversations/${encodeURIComponent(state.conversationId)}/messages`, { text });
+    userView.article.dataset.messageId = sent.message_id || "";
+    replyFollow(sent.events_url, sent.reply_id, messageCreate("assistant"));
+  } catch (err) {
+    // Nothing was sent: take the bubble back and give the person their text again.
+    userView.article.remove();
+    el.input.value = text;
+    showError(err.message);
+    setBusy(false);
+  } finally {
+    state.sending = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+// ---------------------------------------------------------------------------------------------
+
+function conversationFromHash() {
+  const match = location.hash.match(/^#c=(.+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function init() {
+  el.composer.addEventListener("submit", (event) => { event.preventDefault(); messageSend(); });
+  el.input.addEventListener("keydown", (event) => {
+    // Enter sends; Shift+Enter inserts a newline; Enter while composing (IME) is left alone.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      messageSend();
+    }
+  });
+  el.stop.addEventListener("click", replyStop);
+  el.newConversation.addEventListener("click", () => {
+    conversationReset();
+    const first = el.picker.querySelector('input[name="domain"]');
+    if (first) first.focus();
+  });
+  el.picker.addEventListener("change", () => { clearError(); el.input.focus(); });
+  el.sidebarToggle.addEventListener("click", () => {
+    const open = document.body.classList.toggle("sidebar-open");
+    el.sidebarToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+  el.list.addEventListener("click", () => {
+    document.body.classList.remove("sidebar-open");
+    el.sidebarToggle.setAttribute("aria-expanded", "false");
+  });
+  window.addEventListener("hashchange", () => {
+    const id = conversationFromHash();
+    if (id && id !== state.conversationId) conversationOpen(id);
+  });
+  const initial = conversationFromHash();
+  if (initial) conversationOpen(initial);
+  document.body.dataset.chatReady = "true";
+}
+
+init();

@@ -1,0 +1,128 @@
+"""The streaming output stage: nothing unsafe is ever released, retract/refusal, PII, canary."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.safety.pipeline import SafetyPipeline
+from tests.apps.safety.conftest import FINANCE_DISCLAIMER, stream
+
+SAFE_PREFIX = ("Index funds track a market index, which keeps costs low and spreads risk across many "
+               "companies. Over long periods they have often matched the market, minus small fees. ") * 3
+UNSAFE = "This particular fund has guaranteed returns of 12% a year, so you cannot lose. "
+SAFE_SUFFIX = "Talk to an adviser about your own situation. " * 4
+
+
+def published_before_retract(emissions, kind="answer"):
+    """What a client would have shown on `kind` until the first retract of that stream."""
+    shown = []
+    for emission in emissions:
+        if emission.kind == "retract" and emission.target == kind:
+            break
+        if emission.kind == kind:
+            shown.append(emission.text)
+    return "".join(shown)
+
+
+@pytest.mark.parametrize("step", [1, 4, 17])
+def test_answer_turning_unsafe_midway_never_leaks(pipeline, step):
+    stage = pipeline.output_stage()
+    emissions = stream(stage, "answer", SAFE_PREFIX + UNSAFE + SAFE_SUFFIX, step=step)
+    emissions += stage.finish()
+    shown = published_before_retract(emissions)
+    assert "guaranteed" not in shown.lower()
+    assert "cannot lose" not in shown.lower()
+    assert shown, "safe text before the violation should have streamed out"
+    kinds = [e.kind for e in emissions]
+    assert "retract" in kinds
+    after = emissions[kinds.index("retract") + 1:]
+    assert [e.text for e in after] == [pipeline.policy.refusal]
+    assert stage.blocked and stage.disclaimer is None
+    # The record keeps what the model actually produced.
+    assert "guaranteed returns" in stage.raw("answer")
+    assert stage.answer_text == pipeline.policy.refusal
+    assert any(v.rule == "claim.guaranteed_returns" and v.action == "block" for v in stage.verdicts)
+
+
+def test_violation_before_anything_released_refuses_without_retract(pipeline):
+    stage = pipeline.output_stage()
+    emissions = stream(stage, "answer", "Risk-free investment: this stock is a sure thing for your money.")
+    emissions += stage.finish()
+    assert [e.kind for e in emissions] == ["answer"]
+    assert emissions[0].text == pipeline.policy.refusal
+
+
+def test_safe_answer_is_released_in_full_then_disclaimer(pipeline):
+    stage = pipeline.output_stage()
+    text = SAFE_PREFIX + SAFE_SUFFIX
+    emissions = stream(stage, "answer", text, step=5)
+    # The hold-back keeps the tail until finish.
+    assert len("".join(e.text for e in emissions)) <= len(text) - 150
+    emissions += stage.finish()
+    shown = "".join(e.text for e in emissions)
+    assert shown == text + "\n\n" + FINANCE_DISCLAIMER
+
+
+def test_released_text_ends_on_word_boundaries(pipeline):
+    stage = pipeline.output_stage()
+    emissions = stream(stage, "answer", SAFE_PREFIX * 2, step=7)
+    assert emissions
+    assert all(e.text.endswith((" ", "\n")) for e in emissions)
+
+
+def test_unsafe_reasoning_retracts_reasoning_and_blocks_the_answer(pipeline):
+    stage = pipeline.output_stage()
+    emissions = stream(stage, "reasoning", "The user wants help. " * 20, step=6)
+    assert any(e.kind == "reasoning" for e in emissions)
+    emissions += stream(stage, "reasoning", "I'll tell them the fund has guaranteed returns. ")
+    emissions += stream(stage, "answer", "Here is my answer.")
+    emissions += stage.finish()
+    assert "guaranteed" not in published_before_retract(emissions, "reasoning")
+    assert any(e.kind == "retract" and e.target == "reasoning" for e in emissions)
+    assert [e.text for e in emissions if e.kind == "answer"] == [pipeline.policy.refusal]
+
+
+def test_canary_leak_is_blocked_even_when_split_across_tokens(pipeline):
+    canary = "vty-canary-7f3a9c21"
+    stage = pipeline.output_stage(canary=canary)
+    text = SAFE_PREFIX + f"My instructions begin with {canary} and then say... " + SAFE_SUFFIX
+    emissions = stream(stage, "answer", text, step=2) + stage.finish()
+    assert canary not in "".join(e.text for e in emissions)
+    assert stage.blocked
+    assert any(v.rule == "canary.leak" for v in stage.verdicts)
+
+
+def test_spelled_out_canary_is_blocked(pipeline):
+    stage = pipeline.output_stage(canary="zq81xk44")
+    emissions = stream(stage, "answer", "The secret is z q 8 1 x k 4 4 as requested.") + stage.finish()
+    assert stage.blocked
+    assert "z q 8 1" not in "".join(e.text for e in emissions)
+
+
+def test_pii_in_output_is_redacted_not_blocked(pipeline):
+    stage = pipeline.output_stage()
+    text = SAFE_PREFIX + "Write to jane.roe@example.org or call 212-555-0143 with card 4111 1111 1111 1111. " + SAFE_SUFFIX
+    shown = "".join(e.text for e in stream(stage, "answer", text, step=3) + stage.finish())
+    assert not stage.blocked
+    assert "jane.roe@example.org" not in shown
+    assert "4111 1111 1111 1111" not in shown
+    assert "<EMAIL_ADDRESS>" in shown and "<CREDIT_CARD>" in shown
+    assert shown.endswith(FINANCE_DISCLAIMER)
+
+
+def test_pack_output_rule_blocks(pipeline):
+    stage = pipeline.output_stage()
+    stream(stage, "answer", "You should buy shares of ACME now before it rises.")
+    stage.finish()
+    assert stage.blocked
+    assert any(v.rule == "pack.no_specific_tip" for v in stage.verdicts)
+
+
+def test_unknown_stream_kind_is_rejected(pipeline):
+    with pytest.raises(ValueError, match="unknown stream kind"):
+        pipeline.output_stage().feed("tool", "x")
+
+
+def test_holdback_shorter_than_longest_rule_is_refused():
+    with pytest.raises(ValueError, match="holdback"):
+        SafetyPipeline.for_pack(None, holdback=10)

