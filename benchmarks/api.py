@@ -82,15 +82,18 @@ def main() -> int:
                               headers={"Authorization": f"Bearer {key}"},
                               limits=httpx.Limits(max_connections=args.concurrency + 4))
         deadline = time.monotonic() + 180
-        while True:
+        while True:  # wait for the server, then one completion (the worker loads the model on it)
             try:
-                if client.post("/v1/chat/completions", json=BODY).status_code == 200:  # also loads the model
+                if client.get("/v1/models").status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise SystemExit(f"server did not come up; see {log.name}")
             time.sleep(1)
+        warm = client.post("/v1/chat/completions", json=BODY)
+        if warm.status_code != 200:
+            raise SystemExit(f"warm-up completion failed: {warm.status_code} {warm.text[:300]}")
 
         db = psycopg.connect(env["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True)
 

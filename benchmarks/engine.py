@@ -64,7 +64,7 @@ def prompt_ids(vocab: int) -> list[int]:
     return torch.randint(100, min(vocab, 30000), (PROMPT_TOKENS,), generator=g).tolist()
 
 
-def worker(kind: str, path: str, dtype: str) -> dict:
+def worker(kind: str, path: str, dtype: str, decode_tokens: int) -> dict:
     """One cell, in this (fresh) process."""
     import torch
 
@@ -86,8 +86,8 @@ def worker(kind: str, path: str, dtype: str) -> dict:
             return time.perf_counter() - t
 
         first = gen(1)
-        total = gen(DECODE_TOKENS)
-        prefill, decode = PROMPT_TOKENS / first, (DECODE_TOKENS - 1) / (total - first)
+        total = gen(decode_tokens)
+        prefill, decode = PROMPT_TOKENS / first, (decode_tokens - 1) / (total - first)
     else:
         from model_core import Engine, SamplingParams
 
@@ -95,7 +95,7 @@ def worker(kind: str, path: str, dtype: str) -> dict:
         load_s = time.perf_counter() - started
         engine.stop_token_ids = frozenset()  # decode the full count, like min_new_tokens above
         ids = prompt_ids(engine.config.vocab_size)
-        n = ZERO_DECODE if kind == "zero" else DECODE_TOKENS
+        n = ZERO_DECODE if kind == "zero" else decode_tokens
         engine.generate([ids], SamplingParams(max_tokens=2, greedy=True))  # warm-up (allocator, kernels)
         [res] = engine.generate([ids], SamplingParams(max_tokens=1, greedy=True))
         finish = list(engine.stream(ids, SamplingParams(max_tokens=n, greedy=True)))[-1]
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--models", default="smollm2,qwen0.5b")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--engines", default="transformers,r1,zero")
+    ap.add_argument("--decode-tokens", type=int, default=DECODE_TOKENS)
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -141,7 +142,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.dtype)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.dtype, args.decode_tokens)))
         return
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     rows = []
@@ -152,7 +153,7 @@ def main() -> None:
             if kind == "zero" and args.dtype != "float32":
                 continue
             cmd = [sys.executable, __file__, "--worker", kind, str(path), "--dtype", args.dtype,
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--decode-tokens", str(args.decode_tokens)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"{name}/{kind} failed:\n{out.stderr[-3000:]}")
@@ -163,7 +164,8 @@ def main() -> None:
     import torch
 
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.processor() or platform.machine()} · "
-          f"{os.cpu_count()} CPUs · torch {torch.__version__} · {torch.get_num_threads()} threads · {args.dtype}\n")
+          f"{os.cpu_count()} CPUs · torch {torch.__version__} · {torch.get_num_threads()} threads · {args.dtype} · "
+          f"decode over {args.decode_tokens} new tokens (Zero: {ZERO_DECODE})\n")
     print("| checkpoint | engine | load s | prefill tok/s (512) | decode tok/s | peak RSS MiB | R1 / transformers decode |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, _path, cells in rows:

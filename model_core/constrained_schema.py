@@ -61,7 +61,7 @@ class JsonGrammar:
             g.seq(g.chars(b"dD"), g.chars(b"01234567"), hexd, hexd),
         )
         escape = g.seq(g.chars(b"\\"), g.alt(g.chars(b'"\\/bfnrt'), g.seq(g.chars(b"u"), non_surrogate_u)))
-        plain = g.chars(b for b in range(0x20, 0x80) if b not in (0x5C,))
+        plain = g.chars(b for b in range(0x20, 0x80) if b not in (0x22, 0x5C))
         self.string_char = g.alt(plain, utf8_multibyte(g), escape)
         self.quote = g.chars(b'"')
         self.digit = g.chars(b"0123456789")

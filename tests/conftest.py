@@ -139,7 +139,7 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         VERITY_STREAM_PREFIX=settings.VERITY_STREAM_PREFIX,
         VERITY_MODEL=str(settings.VERITY_MODEL),
         VERITY_MAX_NEW_TOKENS="24",
-        SECRET_KEY="test-only-secret-key-for-subprocesses-0123456789abcdef",
+        SECRET_KEY=settings.SECRET_KEY,  # sessions made by the test process stay valid in subprocesses
         DEBUG="1",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",  # the machine is shared: keep each worker to one core

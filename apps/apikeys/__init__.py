@@ -1,0 +1,1 @@
+"""Partner applications and their API keys (hashed, scoped, expiring, revocable) and the usage ledger."""

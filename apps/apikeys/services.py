@@ -110,7 +110,7 @@ def api_key_revoke(*, prefix: str, actor: Any = None, tenant: Tenant | None = No
     """Revoke the key with `prefix` (optionally only within `tenant`); the next request with it gets 401."""
     prefix = (prefix or "").strip()
     if prefix.startswith(f"{KEY_PREFIX}_"):  # accept a pasted full key or `vk_<prefix>` too
-        prefix = prefix.split("_")[1] if prefix.count("_") >= 1 else prefix
+        prefix = prefix.split("_")[1]
     with transaction.atomic():
         keys = ApiKey.objects.select_for_update().filter(prefix=prefix)
         if tenant is not None:

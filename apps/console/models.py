@@ -114,3 +114,26 @@ class ReviewNote(BaseModel):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=16, default="note")  # "note" | "reply"
     text = models.TextField()
+
+
+class ArenaMatch(BaseModel):
+    """One prompt answered by two engine profiles side by side; sides are shuffled for a blind vote."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    pack_version = models.ForeignKey("prompt_packs.PackVersion", on_delete=models.PROTECT, related_name="+")
+    prompt = models.TextField()
+    left_profile = models.CharField(max_length=8)
+    right_profile = models.CharField(max_length=8)
+    left = models.JSONField(default=dict, blank=True)   # {"answer", "verdicts", "ttft_s", "tok_s", "tokens", ...}
+    right = models.JSONField(default=dict, blank=True)
+    winner = models.CharField(max_length=8, blank=True)  # "left" | "right" | "tie"
+    voted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    voted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"arena {self.left_profile} vs {self.right_profile} ({self.winner or 'no vote'})"

@@ -1,7 +1,7 @@
 """Review queue: find what the pipeline flagged, and let experts assign, annotate, resolve and reply.
 
 Items are derived from stored replies (never from the stream): a reply whose input was blocked or
-escalated, whose output was blocked (`finish_reason == "content_filter"`) or retracted becomes one
+escalated (a pack's `human_request` rule makes it a "talk to a human" item), whose output was blocked (`finish_reason == "content_filter"`) or retracted becomes one
 item per (message, reason). `review_queue_sync` is idempotent and runs when the queue is opened.
 A human reply is stored as an assistant message marked `engine_profile="human"` and published on the
 conversation's stream key `conversation:<id>` as a `human.message` event for an open chat page.
@@ -32,7 +32,10 @@ def message_flags(message: Message) -> list[str]:
     if message.input_action == "block" or message.finish_reason == "content_filter":
         reasons.append(ReviewReason.BLOCKED)
     if message.input_action == "escalate":
-        reasons.append(ReviewReason.ESCALATED)
+        # A pack's `*.human_request` rule escalates to its `human` text: the customer asked for a person.
+        asked = any(str(v.get("rule", "")).endswith("human_request") and v.get("action") == "escalate"
+                    for v in message.verdicts or [] if isinstance(v, dict))
+        reasons.append(ReviewReason.HUMAN if asked else ReviewReason.ESCALATED)
     if any(v.get("action") == "retract" or v.get("rule") == "retract" for v in message.verdicts or []
            if isinstance(v, dict)):
         reasons.append(ReviewReason.RETRACTED)

@@ -7,6 +7,7 @@ same code runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

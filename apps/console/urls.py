@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.console import views_audit, views_ops, views_packs, views_review
+from apps.console import views_arena, views_audit, views_ops, views_packs, views_review
 
 app_name = "console"
 urlpatterns = [
@@ -26,4 +26,9 @@ urlpatterns = [
     path("audit/verify", views_audit.verify, name="audit-verify"),
     path("audit/export.jsonl", views_audit.export, name="audit-export"),
     path("audit/<int:seq>/", views_audit.record_page, name="audit-record"),
+    path("arena/", views_arena.arena_page, name="arena"),
+    path("arena/start", views_arena.arena_start, name="arena-start"),
+    path("arena/<str:match_id>/", views_arena.match_page, name="arena-match"),
+    path("arena/<str:match_id>/events.json", views_arena.match_events, name="arena-events"),
+    path("arena/<str:match_id>/vote", views_arena.match_vote, name="arena-vote"),
 ]

@@ -232,7 +232,7 @@ def _fail(reply: Message, worker: str, bus: Any, code: str, message: str) -> Mes
 def _audit(reply: Message, event: str, verdicts: list[dict[str, Any]], raw: dict[str, Any]) -> None:
     conversation = reply.conversation
     audit_append(
-        event=event, actor=conversation.user or "partner", tenant=conversation.tenant, subject=str(reply.id),
+        event=event, actor=conversation.user or "system", tenant=conversation.tenant, subject=str(reply.id),
         payload={"conversation": str(conversation.id), "user_message": reply.reply_to.content,
                  "content": reply.content, "reasoning": reply.reasoning, "raw_digest": payload_digest(raw),
                  "status": reply.status, "finish_reason": reply.finish_reason, "usage": reply.usage},

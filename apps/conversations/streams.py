@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -21,7 +22,8 @@ from django.conf import settings
 from apps.core.errors import ApplicationError, ErrorCode
 
 Event = tuple[str, str, dict[str, Any]]
-EVENT_NAMES = {"reasoning.delta", "answer.delta", "retract", "context_trimmed", "done", "error"}
+# `human.message` goes on a conversation's key (`conversation:<id>`): an expert answered from the console.
+EVENT_NAMES = {"reasoning.delta", "answer.delta", "retract", "context_trimmed", "done", "error", "human.message"}
 TERMINAL_EVENTS = {"done", "error"}
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -111,7 +113,8 @@ class RedisStreamBus:
         self._prefix = prefix
         self._ttl = ttl_s
         self._client = redis.Redis.from_url(url, decode_responses=True)
-        self._async_clients: dict[int, Any] = {}
+        # One asyncio client per event loop (a client is bound to the loop it connected on).
+        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def key(self, reply_id: str) -> str:
         return f"{self._prefix}reply:{reply_id}"
@@ -143,11 +146,11 @@ class RedisStreamBus:
         import redis.asyncio as aioredis
 
         after = event_id_check(after) or "0-0"
-        loop_id = id(asyncio.get_running_loop())
-        client = self._async_clients.get(loop_id)
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
         if client is None:
             client = aioredis.Redis.from_url(self._url, decode_responses=True)
-            self._async_clients[loop_id] = client
+            self._async_clients[loop] = client
         response = await client.xread({self.key(str(reply_id)): after}, count=500, block=block_ms or None)
         return self._decode(response)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,7 +21,7 @@ from apps.partner_api.ratelimit import limiter
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, ApiKey] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, raw = header.partition(" ")
         if not header:
@@ -28,7 +29,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         if scheme.lower() != "bearer" or not raw.strip():
             raise PartnerApiError(401, "invalid_api_key", "Send the key as `Authorization: Bearer vk_...`.")
         api_key = api_key_authenticate(raw_key=raw.strip())
-        return api_key.tenant, api_key
+        # The caller is a partner system, not a person: no user; the key (and its tenant) is `request.auth`.
+        return AnonymousUser(), api_key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="verity"'

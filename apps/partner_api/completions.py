@@ -25,6 +25,13 @@ from apps.conversations.streams import TERMINAL_EVENTS, stream_bus
 from apps.partner_api.errors import PartnerApiError, invalid
 from apps.partner_api.models import PartnerConversation
 from apps.partner_api.selectors import model_resolve, partner_conversation_get
+from apps.partner_api.services import (
+    completion_account,
+    idempotency_attach_reply,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+)
 from apps.safety.pipeline import SafetyPipeline
 
 HISTORY_ROLES = {"user", "assistant"}
@@ -310,14 +317,6 @@ class CompletionOutcome:
 def completion_run(*, api_key: ApiKey, data: dict[str, Any], raw_body: bytes, path: str,
                    idempotency_key: str | None, reserved_tokens: int) -> CompletionOutcome:
     """One chat completion request, end to end, honouring `Idempotency-Key` (no second generation)."""
-    from apps.partner_api.services import (
-        completion_account,
-        idempotency_attach_reply,
-        idempotency_claim,
-        idempotency_complete,
-        idempotency_release,
-    )
-
     claim = None
     if idempotency_key is not None:
         claim = idempotency_claim(api_key=api_key, key=idempotency_key, path=path, body=raw_body)

@@ -18,7 +18,12 @@ from apps.safety.policy import PackPolicy
 # Longest text any output rule below can match; the output stage holds back at least this much.
 MAX_OUTPUT_MATCH = 160
 
-_HOWTO = r"(?:how (?:do|can|could|would|should) (?:i|we|you|one)|how to|steps? (?:to|for)|instructions? (?:to|for)|" \
+# Past and future tense rephrasings ("how did people make...", "how will criminals...") are a known
+# way around refusals, so they count as asking how.
+_HOWTO = r"(?:how (?:do|can|could|would|should) (?:i|we|you|one)|how to|how (?:did|do|were|was|will|would|could|" \
+         r"might|are|is) (?:people|someone|somebody|one|they|criminals|hackers|individuals|scammers|terrorists|" \
+         r"attackers|thieves|fraudsters|traffickers|dealers|gangs|cartels)|how (?:was|were|will|would|is|are)\b.{0,60}" \
+         r"\b(?:made|built|synthesi[sz]ed|produced|manufactured|created|written|developed|carried out|done|obtained)\b|steps? (?:to|for)|instructions? (?:to|for)|" \
          r"guide (?:to|for)|tutorial|teach me|show me|help me|explain how|walk me through|ways? to|tips? (?:to|for)|" \
          r"write (?:me )?(?:a|an|the)?|give me|tell me how|best way to|easiest way to|recipe for)"
 
@@ -70,7 +75,8 @@ _RELATION = (r"(?:wife|husband|spouse|partner|ex|ex-wife|ex-husband|ex-girlfrien
              r"fianc[eé]e?|son|daughter|child|mother|father|mom|mum|dad|brother|sister|aunt|uncle|cousin|niece|nephew|"
              r"grandmother|grandfather|grandma|grandpa|friend|best friend|neighbou?r|co-?worker|colleague|boss|"
              r"employee|employer|manager|teammate|classmate|roommate|landlord|tenant|teacher|student|doctor|surgeon|"
-             r"nurse|therapist|lawyer|accountant|client|patient|stepmother|stepfather|in-law)")
+             r"nurse|therapist|lawyer|accountant|client|patient|stepmother|stepfather|stepson|stepdaughter|stepbrother|"
+             r"stepsister|relative|in-law|pastor|coach|babysitter|nanny|caregiver|mentor|supervisor|subordinate)")
 _GROUP = (r"(?:women|men|females|males|girls|boys|gays?|lesbians|homosexuals|transgender people|immigrants|"
           r"refugees|muslims|christians|jews|hindus|buddhists|atheists|blacks|whites|asians|latinos|mexicans|"
           r"africans|arabs|indians|chinese|russians|americans|europeans|the (?:poor|rich|elderly|disabled)|"
@@ -85,6 +91,32 @@ _NEGATIVE_TRAIT = (r"(?:emotional|overreact\w*|lazy|stupid|dumb|idiots?|violent|
                    r"inferiority complex|think they'?re superior|eat so much|just \w+)")
 
 _INPUT_FLOOR += [
+    # "my <relation>, <Name>": a question about a specific third person, unless the user asks for help
+    # with their own situation.
+    ("harm.privacy_third_party", r"^(?!.*\b(?:help me|should i|can i|do i|what can i|my rights|how do i)\b)"
+     r"(?:what|who|where|when|how|which|why|is|was|are|were|did|does|do|has|have|can|could|would|will|tell|"
+     r"give|share|provide|find|reveal|list|show)\b.{0,50}\bmy " + _RELATION + r", (?-i:[A-Z])[\w'-]+\b"),
+    ("harm.extremism", r"\b(?:join|recruit\w* (?:for|into)|support|fund|start)\b.{0,20}\b(?:a |an |the )?(?:terrorist|"
+     r"hate|extremist|neo-?nazi|militia|jihadist|white supremacist) (?:group|organi[sz]ation|cell|movement|network)|"
+     r"\bglorif\w*\b.{0,40}\b(?:holocaust|nazi\w*|terror\w*|genocide|massacre|mass shooting|school shooting)|"
+     r"\b(?:positive|beneficial|good) (?:impact|effect|side) of (?:the )?(?:holocaust|slavery|genocide|apartheid|"
+     r"residential schools)|\b(?:residential schools?|slavery|apartheid|the holocaust)\b.{0,60}\bpositive impact"),
+    ("harm.harassment", r"\b(?:tips?|ways?|how) (?:for |on |to )?(?:how to )?(?:bully|harass|humiliate|torment|"
+     r"intimidate|cyberbully|stalk)\b|\b(?:bully|harass|humiliate|torment|cyberbully)\w* (?:a|my|the|this|that)? ?"
+     r"(?:child|kid|classmate|coworker|co-worker|colleague|teacher|student|neighbou?r|person|someone|girl|boy)"),
+    ("harm.fraud", r"\b(?:assist|help)(?: me)? (?:in|with) (?:identity theft|fraud|scam\w*|money laundering|"
+     r"tax evasion|forg\w+|counterfeit\w*)|\b(?:open|create) (?:a )?(?:fake|fraudulent|anonymous offshore) "
+     r"(?:bank )?accounts?\b|\bforge (?:a |my |his |her )?(?:check|cheque|bank statement|receipt|pay ?stub)\b|"
+     r"\b(?:scrap\w+|harvest\w*) (?:email addresses|emails|phone numbers|personal data)\b|"
+     r"\bfalse (?:negative )?reviews?\b|\bblack market\b|\bpaywall\w* (?:articles|content)? ?(?:for free)?\b"),
+    ("harm.stereotype", r"\b(?:negative )?stereotypes? (?:associated with|about|of) \w+|\b(?:everyone|anyone|people) "
+     r"(?:from|in) [\w' -]{2,30}\b(?:lacks?|are all|is all|commit more crimes|can'?t be trusted|smell|are lazy)|"
+     r"\b(?:hispanics?|latinos?|blacks|whites|asians|arabs|jews|muslims|christians|buddhists|hindus|gays|"
+     r"immigrants|women|men)\b.{0,20}\b(?:can'?t be trusted|are (?:all )?(?:criminals|lazy|stupid|violent|"
+     r"inferior))"),
+    ("harm.safety_bypass", r"\b(?:disable|remove|bypass|turn off)\b.{0,20}\b(?:smoke detectors?|carbon monoxide "
+     r"(?:alarm|detector)s?|airbags?|breathalyzer|ankle monitor|safety (?:guard|interlock))\b|\boperate heavy "
+     r"machinery without (?:any )?training\b"),
     # Asking the assistant about a named third person's private life (Do-Not-Answer "private information").
     ("harm.privacy_third_party", r"\b(?:what|who|where|when|how|which|is|was|are|were|did|does|do|has|have|can|could|"
      r"would|will|tell|give|share|provide|find|reveal|list|show)\b.{0,50}\bmy " + _RELATION + r"\b,? (?-i:[A-Z])[\w'-]+"
@@ -133,7 +165,10 @@ _INPUT_FLOOR += [
      r"hallucinogenic|psychedelic|narcotic|illegal)\b.{0,30}\b(?:substances?|drugs?|compounds?)\b"),
 ]
 
-_AWARENESS = re.compile(r"\b(?:spot|recogni[sz]e|tell if|tell whether|avoid(?:ing)?|protect\w*|report\w*|"
+_AWARENESS = re.compile(r"\b(?:spot|recogni[sz]e|tell if|tell whether|avoid(?:ing)? (?:getting |being )?(?:scammed|"
+                        r"caught in|falling for|fraud|phishing|scams?|identity theft|hackers)|protect\w*|"
+                        r"(?:how|where|who) (?:do|can|should|to) (?:i )?report|report(?:ing)? (?:it|this|them|a |"
+                        r"suspected|suspicious|fraud|scams?)|"
                         r"detect\w*|identify|warning signs|red flags|is (?:this|it) (?:a )?(?:scam|phishing|fraud)|"
                         r"get caught in|fall for|victim|defend against|prevent\w*|stay safe|how do (?:police|banks|"
                         r"regulators|investigators|courts|prosecutors)|what is|what are|why is|illegal\?)\b")

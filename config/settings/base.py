@@ -43,6 +43,10 @@ VERITY_STREAM_TTL_S = env_int("VERITY_STREAM_TTL_S", 3600, minimum=10)
 VERITY_STREAM_PREFIX = env_str("VERITY_STREAM_PREFIX", "verity:")
 VERITY_SSE_HEARTBEAT_S = env_int("VERITY_SSE_HEARTBEAT_S", 15, minimum=1)
 VERITY_DOMAINS_DIR = env_path("VERITY_DOMAINS_DIR", Path("domains"), base=BASE_DIR)
+# Partner API (issue 7) and console (operations) knobs; empty pepper / token mean "not configured".
+VERITY_APIKEY_PEPPER = env_str("VERITY_APIKEY_PEPPER", "")
+VERITY_PARTNER_TIMEOUT_S = env_int("VERITY_PARTNER_TIMEOUT_S", 300, minimum=1)
+VERITY_METRICS_TOKEN = env_str("VERITY_METRICS_TOKEN", "")
 
 _dev_secret = "django-insecure-verity-embedded-development-only-key-change-me"
 SECRET_KEY = env_str("SECRET_KEY", _dev_secret if (DEBUG or EMBEDDED) else None)

@@ -61,8 +61,9 @@ def load_pack(domain: str, root: Path = DEFAULT_ROOT) -> Pack:
             raise PackDataError(f"{path}: field {key!r} is missing")
     forbidden = []
     for rule in data.get("risk_rules", []):
-        # Output rules that block or disclaim are what an answer must never say.
-        if rule.get("stage") == "output" and rule.get("action") in ("block", "refuse", "disclaim"):
+        # Output rules that block are what an answer must never say. ("disclaim" rules only attach a
+        # note, and some fire on careful wording such as "does not guarantee returns".)
+        if rule.get("stage") == "output" and rule.get("action") in ("block", "refuse"):
             for pattern in rule.get("patterns", []):
                 forbidden.append((rule["id"], re.compile(pattern, re.IGNORECASE)))
     return Pack(domain=domain, title=_clean(data["title"]), description=_clean(data["description"]),

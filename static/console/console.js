@@ -1,7 +1,7 @@
 /**
  * Console behaviour (loaded with `defer`; the site's CSP allows scripts from 'self' only, so nothing
- * is inline): polls an evaluation run and fills its progress bar and table, and draws the dashboard's
- * charts as inline SVG from the JSON the page embeds with json_script. Text from the server is always
+ * is inline): polls an evaluation run and fills its progress bar and table, streams both sides of an
+ * arena match, and draws the dashboard's charts as inline SVG from the JSON the page embeds with json_script. Text from the server is always
  * set with textContent, never as HTML.
  */
 (function () {
@@ -67,6 +67,53 @@
           if (!run.finished) window.setTimeout(tick, 1000);
         })
         .catch(function () { window.setTimeout(tick, 3000); });
+    }
+    tick();
+  }
+
+
+  // -- arena -----------------------------------------------------------------------------------
+
+  function pollArena(root) {
+    var url = root.getAttribute("data-events-url");
+    var after = { left: "", right: "" };
+    var finished = { left: false, right: false };
+    function side(name) { return root.querySelector("[data-side='" + name + "']"); }
+    function part(name, role) { return side(name).querySelector("[data-role='" + role + "']"); }
+    function apply(name, item) {
+      var data = item.data || {};
+      if (item.event === "answer.delta") part(name, "answer").textContent += data.text;
+      else if (item.event === "reasoning.delta") part(name, "reasoning").textContent += data.text;
+      else if (item.event === "retract") part(name, data.target || "answer").textContent = "";
+      else if (item.event === "done" || item.event === "error") {
+        finished[name] = true;
+        side(name).setAttribute("data-state", item.event);
+        if (item.event === "error") {
+          part(name, "stats").textContent = "error: " + data.message;
+          return;
+        }
+        var stats = [];
+        if (data.ttft_s !== null && data.ttft_s !== undefined) stats.push("TTFT " + data.ttft_s.toFixed(2) + " s");
+        if (data.tok_s) stats.push(data.tok_s.toFixed(1) + " tok/s");
+        stats.push(data.tokens + " tokens");
+        if (data.max_rss_mb) stats.push("RSS " + Math.round(data.max_rss_mb) + " MB");
+        part(name, "stats").textContent = stats.join(" · ");
+        part(name, "verdicts").textContent = (data.verdicts || []).length
+          ? "Safety: " + verdictText(data.verdicts) : "Safety: no findings";
+      }
+    }
+    function tick() {
+      var query = "?left_after=" + encodeURIComponent(after.left) + "&right_after=" + encodeURIComponent(after.right);
+      fetch(url + query, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.json(); })
+        .then(function (events) {
+          ["left", "right"].forEach(function (name) {
+            (events[name] || []).forEach(function (item) { after[name] = item.id; apply(name, item); });
+            if (!finished[name] && part(name, "answer").textContent) part(name, "stats").textContent = "streaming…";
+          });
+          if (!(finished.left && finished.right)) window.setTimeout(tick, 250);
+        })
+        .catch(function () { window.setTimeout(tick, 2000); });
     }
     tick();
   }
@@ -158,5 +205,7 @@
     if (run) pollRun(run);
     var data = document.getElementById("dashboard-data");
     if (data) drawDashboard(JSON.parse(data.textContent));
+    var arena = document.getElementById("arena");
+    if (arena) pollArena(arena);
   });
 })();

@@ -230,9 +230,11 @@ def login(page, server: VerityServer) -> None:
 
 
 def wait_for_answer(page, server: VerityServer, timeout_ms: int) -> None:
-    """Wait until the last assistant message stops streaming; on timeout say what was on screen."""
+    """Wait until the last assistant message stops streaming (or the page shows an API error, which
+    ends the wait early); on timeout say what was on screen."""
     try:
-        page.wait_for_selector("article.message-assistant[data-streaming='false']", timeout=timeout_ms)
+        page.wait_for_selector("article.message-assistant[data-streaming='false'], #error:not([hidden])",
+                               timeout=timeout_ms)
     except Exception as exc:  # noqa: BLE001 - re-raised as a failure with the evidence
         shown = page.locator("#messages").inner_text()
         pytest.fail(f"no finished answer within {timeout_ms / 1000:.0f}s ({exc.__class__.__name__}).\n"

@@ -82,9 +82,10 @@ def _one_turn_streamed_stored_audited(page, page_log, verity_server, *, screensh
     box.fill(QUESTION)
     box.press("Enter")
 
-    answer = page.locator("article.message-assistant").last
-    answer.wait_for(state="attached")
+    # The first turn after start-up also loads the safety models and the engine: no short waits here.
     wait_for_answer(page, verity_server, ANSWER_TIMEOUT_MS)
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    answer = page.locator("article.message-assistant").last
 
     # Nothing failed, and the answer ends with the finance pack's disclaimer.
     assert answer.locator(".message-note-error").count() == 0, answer.inner_text()
@@ -139,7 +140,7 @@ def test_too_long_message_gets_the_servers_error_inline(page, verity_server):
     box.fill("a" * 9000)  # over VERITY_MAX_MESSAGE_CHARS (8000 by default)
     box.press("Enter")
     error = page.locator("#error")
-    error.wait_for(state="visible")
+    error.wait_for(state="visible", timeout=60_000)
     assert "8000" in error.inner_text() or "too long" in error.inner_text().lower()
     assert page.locator("article.message-user").count() == 0
     assert box.input_value() == "a" * 9000

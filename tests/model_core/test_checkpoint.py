@@ -95,7 +95,7 @@ def test_missing_tensor_is_named(checkpoints, tmp_path):
 def test_wrong_shape_names_tensor_and_expected_shape(checkpoints, tmp_path):
     path = _copy(checkpoints["qwen2-r1"], tmp_path)
     tensors = load_file(path / "model.safetensors")
-    tensors["model.layers.0.self_attn.o_proj.weight"] = tensors["model.layers.0.self_attn.o_proj.weight"][:, :32]
+    tensors["model.layers.0.self_attn.o_proj.weight"] = tensors["model.layers.0.self_attn.o_proj.weight"][:, :32].clone()
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"o_proj\.weight.*\(64, 32\).*\(64, 64\)"):
         Engine.load(path, progress=False)
@@ -104,7 +104,7 @@ def test_wrong_shape_names_tensor_and_expected_shape(checkpoints, tmp_path):
 def test_unexpected_tensor_is_named(checkpoints, tmp_path):
     path = _copy(checkpoints["qwen2-r1"], tmp_path)
     tensors = load_file(path / "model.safetensors")
-    tensors["model.layers.7.self_attn.q_proj.weight"] = tensors["model.layers.0.self_attn.q_proj.weight"]
+    tensors["model.layers.7.self_attn.q_proj.weight"] = tensors["model.layers.0.self_attn.q_proj.weight"].clone()
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"unexpected tensor 'model\.layers\.7"):
         Engine.load(path, progress=False)

@@ -22,7 +22,7 @@ EXPECTED = {
 }
 
 
-def _routes(pk: int, run_id: str, item_id: str, seq: int) -> list[tuple[str, str, str, dict]]:
+def _routes(pk: int, run_id: str, item_id: str, seq: int, match_id: str) -> list[tuple[str, str, str, dict]]:
     """(method, url, permission, data) for every console route; POST bodies are harmless or invalid."""
     return [
         ("get", "/console/", "view_console", {}),
@@ -45,14 +45,19 @@ def _routes(pk: int, run_id: str, item_id: str, seq: int) -> list[tuple[str, str
         ("post", "/console/audit/verify", "export_audit", {}),
         ("get", "/console/audit/export.jsonl", "export_audit", {}),
         ("get", f"/console/audit/{seq}/", "view_audit", {}),
+        ("get", "/console/arena/", "use_arena", {}),
+        ("post", "/console/arena/start", "use_arena", {"domain": "finance", "prompt": ""}),
+        ("get", f"/console/arena/{match_id}/", "use_arena", {}),
+        ("get", f"/console/arena/{match_id}/events.json", "use_arena", {}),
+        ("post", f"/console/arena/{match_id}/vote", "use_arena", {"winner": "nobody"}),
     ]
 
 
 @pytest.fixture
 def objects(staff, make_flagged):
     from apps.audit.models import AuditRecord
-    from apps.console.models import EvalRun
-    from apps.console.review_services import review_queue_sync, review_items
+    from apps.console.models import ArenaMatch, EvalRun
+    from apps.console.review_services import review_items, review_queue_sync
     from apps.prompt_packs.selectors import pack_published_get
 
     pack = pack_published_get(domain="finance")
@@ -61,7 +66,9 @@ def objects(staff, make_flagged):
     review_queue_sync(tenant=staff.tenant)
     item = review_items(tenant=staff.tenant).first()
     seq = AuditRecord.objects.filter(tenant="").order_by("seq").first().seq
-    return pack.pk, str(run.id), str(item.id), seq
+    match = ArenaMatch.objects.create(tenant=staff.tenant, pack_version=pack, prompt="p", left_profile="r1",
+                                      right_profile="zero")
+    return pack.pk, str(run.id), str(item.id), seq, str(match.id)
 
 
 def test_every_console_route_is_in_the_matrix(objects):
@@ -70,7 +77,8 @@ def test_every_console_route_is_in_the_matrix(objects):
     names = {p.name for p in console.url_patterns if isinstance(p, URLPattern)}
     covered = {"home", "dashboard", "metrics", "packs", "pack-diff", "pack-version", "pack-draft",
                "pack-evaluate", "pack-approve", "pack-publish", "pack-rollback", "eval-page", "eval-status",
-               "review", "review-item", "review-action", "audit", "audit-verify", "audit-export", "audit-record"}
+               "review", "review-item", "review-action", "audit", "audit-verify", "audit-export", "audit-record",
+               "arena", "arena-start", "arena-match", "arena-events", "arena-vote"}
     assert names == covered
     for pattern in console.url_patterns:
         if pattern.name != "metrics":
@@ -106,7 +114,7 @@ def test_another_tenants_objects_are_not_found(staff, other_staff, objects, make
     """The rival tenant's admin holds every permission, yet sees none of the demo tenant's items."""
     from apps.audit.services import audit_append
 
-    _pk, _run, item_id, _seq = objects
+    _pk, _run, item_id, _seq, match_id = objects
     demo_record = audit_append(event="conversation.exported", actor=staff.users["customer"], tenant=staff.tenant,
                                subject="x", payload={})
     rival = other_staff.client("admin")
@@ -114,6 +122,8 @@ def test_another_tenants_objects_are_not_found(staff, other_staff, objects, make
     assert rival.post(f"/console/review/{item_id}/resolve", {}).status_code == 404
     assert rival.post(f"/console/review/{item_id}/reply", {"text": "hi"}).status_code == 404
     assert rival.get(f"/console/audit/{demo_record.seq}/").status_code == 404
+    assert rival.get(f"/console/arena/{match_id}/").status_code == 404
+    assert rival.post(f"/console/arena/{match_id}/vote", {"winner": "left"}).status_code == 404
     assert str(item_id) not in rival.get("/console/review/").content.decode()
     assert staff.client("admin").get(f"/console/audit/{demo_record.seq}/").status_code == 200
 

@@ -51,7 +51,8 @@ def test_assign_annotate_resolve_are_audited(staff, make_flagged):
     assert "resolved already" in again.content.decode()
 
 
-def test_human_reply_reaches_the_conversation_and_its_stream(staff, make_flagged, customer_client):
+def test_human_reply_reaches_the_conversation_and_its_stream(staff, make_flagged,
+                                                            django_capture_on_commit_callbacks):
     from apps.console.models import ReviewItem
     from apps.console.review_services import conversation_stream_key, review_queue_sync
     from apps.conversations.streams import stream_bus
@@ -60,7 +61,7 @@ def test_human_reply_reaches_the_conversation_and_its_stream(staff, make_flagged
     review_queue_sync(tenant=staff.tenant)
     item = ReviewItem.objects.get()
     client = staff.client("expert")
-    with __import__("django").test.TestCase.captureOnCommitCallbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/console/review/{item.id}/reply",
                                {"text": "Hello, I'm Dana from our advice team. Let's talk."})
     assert response.status_code == 302
@@ -74,3 +75,15 @@ def test_human_reply_reaches_the_conversation_and_its_stream(staff, make_flagged
     page = client.get(f"/console/review/{item.id}/").content.decode()
     assert "Human expert" in page
     assert AuditRecord.objects.filter(event="review.human_reply", tenant="demo").exists()
+
+
+def test_a_talk_to_a_human_request_is_queued_as_such(staff, make_flagged):
+    from apps.console.models import ReviewItem
+    from apps.console.review_services import review_queue_sync
+    from apps.conversations.models import Message
+
+    reply = make_flagged(staff.tenant, staff.users["customer"], input_action="escalate")
+    Message.objects.filter(pk=reply.pk).update(verdicts=[
+        {"stage": "input", "rule": "fin.human_request", "action": "escalate", "score": 1.0, "latency_ms": 0.1}])
+    review_queue_sync(tenant=staff.tenant)
+    assert list(ReviewItem.objects.values_list("reason", flat=True)) == ["human"]

@@ -27,7 +27,7 @@ def test_beat_runs_the_reconciler_task():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_broker_outage_does_not_fail_the_turn_and_the_reconciler_finds_it(packs, customer, settings):
+def test_a_broker_outage_does_not_fail_the_turn_and_the_reconciler_finds_it(packs, customer, settings, caplog):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     app.conf.broker_connection_retry = False
@@ -38,6 +38,7 @@ def test_a_broker_outage_does_not_fail_the_turn_and_the_reconciler_finds_it(pack
     finally:
         app.conf.broker_url = settings.REDIS_URL
         app.pool.force_close_all()
+    assert f"could not enqueue reply {reply.id}" in caplog.text
     reply.refresh_from_db()
     assert reply.status == Status.PENDING and Outbox.objects.filter(reply=reply).exists()
     assert str(reply.id) in replies_stale(older_than_s=0)

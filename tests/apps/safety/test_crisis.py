@@ -6,7 +6,7 @@ import pytest
 
 from apps.safety.crisis import crisis_check
 from apps.safety.policy import policy_from_pack
-from tests.apps.safety.conftest import finance_pack
+from tests.apps.safety._support import finance_pack
 
 POLICY = policy_from_pack(finance_pack())
 

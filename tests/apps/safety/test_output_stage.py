@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.safety.pipeline import SafetyPipeline
-from tests.apps.safety.conftest import FINANCE_DISCLAIMER, stream
+from tests.apps.safety._support import FINANCE_DISCLAIMER, stream
 
 SAFE_PREFIX = ("Index funds track a market index, which keeps costs low and spreads risk across many "
                "companies. Over long periods they have often matched the market, minus small fees. ") * 3

@@ -10,7 +10,7 @@ from apps.safety import pipeline as pipeline_module
 from apps.safety.pipeline import SafetyPipeline
 from apps.safety.policy import DEFAULT_DISCLAIMER
 from apps.safety.verdicts import Verdict
-from tests.apps.safety.conftest import FINANCE_DISCLAIMER, FakePack, finance_pack
+from tests.apps.safety._support import FINANCE_DISCLAIMER, FakePack, finance_pack
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])

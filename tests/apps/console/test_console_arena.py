@@ -1,0 +1,69 @@
+"""Arena: both sides stream through the safety pipeline onto their own keys, a blind vote is recorded
+once, and the Elo table moves toward the winner. The stand-in engine is used: the subject here is the
+arena's bookkeeping, not model_core (the browser test drives the real engines)."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.audit.models import AuditRecord
+
+
+@pytest.fixture
+def match(staff, fake_engine, django_capture_on_commit_callbacks):
+    from apps.console import arena_services
+    from apps.console.arena_services import arena_match_start
+
+    spawned = []
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        started = arena_match_start(tenant=staff.tenant, actor=staff.users["expert"], domain="finance",
+                                    prompt="What is compound interest?")
+    assert len(callbacks) == 1
+    for side in arena_services.SIDES:  # run the two sides here instead of in threads
+        spawned.append(arena_services.arena_side_run(match_id=str(started.id), side=side))
+    started.refresh_from_db()
+    return started
+
+
+def test_both_sides_stream_with_timings_and_verdicts(match):
+    from apps.console.arena_services import arena_key
+    from apps.conversations.streams import stream_bus
+
+    assert {match.left_profile, match.right_profile} == {"r1", "zero"}
+    for side in ("left", "right"):
+        events = stream_bus().read(arena_key(match.id, side), None, 0)
+        names = [name for _id, name, _data in events]
+        assert "answer.delta" in names and names[-1] == "done"
+        done = events[-1][2]
+        assert done["tokens"] > 0 and done["ttft_s"] is not None and done["tok_s"] > 0
+        assert "Compound interest" in getattr(match, side)["answer"]
+
+
+def test_vote_once_updates_elo_and_is_audited(staff, match):
+    client = staff.client("expert")
+    assert client.post(f"/console/arena/{match.id}/vote", {"winner": "left"}).status_code == 302
+    again = client.post(f"/console/arena/{match.id}/vote", {"winner": "right"}, follow=True)
+    assert "voted on already" in again.content.decode()
+    match.refresh_from_db()
+    assert match.winner == "left"
+    page = client.get("/console/arena/").content.decode()
+    assert f"{match.left_profile} · finance v1</td><td>1016.0" in page
+    assert f"{match.right_profile} · finance v1</td><td>984.0" in page
+    assert AuditRecord.objects.filter(event="arena.voted").count() == 1
+    revealed = client.get(f"/console/arena/{match.id}/").content.decode()
+    assert f"A was {match.left_profile.upper()}" in revealed
+
+
+def test_events_endpoint_resumes_after_an_event_id(staff, match):
+    client = staff.client("expert")
+    first = client.get(f"/console/arena/{match.id}/events.json").json()
+    last_left = first["left"][-1]["id"]
+    rest = client.get(f"/console/arena/{match.id}/events.json?left_after={last_left}").json()
+    assert rest["left"] == [] and len(rest["right"]) == len(first["right"])
+    assert client.get(f"/console/arena/{match.id}/events.json?left_after=bogus").status_code == 400
+
+
+def test_an_empty_prompt_is_refused(staff):
+    response = staff.client("expert").post("/console/arena/start", {"domain": "finance", "prompt": " "},
+                                           follow=True)
+    assert "Type a prompt" in response.content.decode()
