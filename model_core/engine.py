@@ -152,8 +152,8 @@ class Engine:
     # ------------------------------------------------------------------ the token loop
 
     @torch.inference_mode()
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        return self.model(ids, positions, cache, attention=self.profile.attention)[0, -1]
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, last: int) -> torch.Tensor:
+        return self.model(ids, positions, cache, attention=self.profile.attention, max_position=last)[0, -1]
 
     def _tokens(self, prompt_ids: list[int], params: SamplingParams, sampler: Sampler | None) -> Iterator[int]:
         """Sampled ids, one per step, until the caller stops asking or the window is full."""
@@ -168,14 +168,14 @@ class Engine:
             ids = list(prompt_ids)
             for _ in range(budget):
                 x = torch.tensor([ids], device=dev)
-                token = pick(self._forward(x, torch.arange(len(ids), device=dev)[None], None))
+                token = pick(self._forward(x, torch.arange(len(ids), device=dev)[None], None, len(ids) - 1))
                 generated.append(token)
                 ids.append(token)
                 yield token
             return
         cache = KVCache(self.config, len(prompt_ids) + budget, dtype=self.dtype, device=dev)
         logits = self._forward(torch.tensor([prompt_ids], device=dev), torch.arange(len(prompt_ids), device=dev)[None],
-                               cache)
+                               cache, len(prompt_ids) - 1)
         position = len(prompt_ids)
         for step in range(budget):
             token = pick(logits)
@@ -183,7 +183,7 @@ class Engine:
             yield token
             if step + 1 < budget:  # the last token needs no forward pass of its own
                 logits = self._forward(torch.tensor([[token]], device=dev), torch.tensor([[position]], device=dev),
-                                       cache)
+                                       cache, position)
                 position += 1
 
     # ------------------------------------------------------------------ public generation

@@ -186,9 +186,11 @@ class Transformer(nn.Module):
         q, kv, inter = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size
         return {"q": (0, q), "k": (q, q + kv), "v": (q + kv, q + 2 * kv), "gate": (0, inter), "up": (inter, 2 * inter)}[part]
 
-    def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, positions: torch.Tensor, dtype: torch.dtype, max_position: int | None,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [B,1,T,D] for the given absolute positions, from a table grown on demand."""
-        needed = int(positions.max()) + 1
+        # the caller usually knows the largest position; reading it from the tensor syncs a GPU
+        needed = (int(positions.max()) if max_position is None else max_position) + 1
         table = self._rope_table
         if table is None or table[0].shape[0] < needed or table[0].device != positions.device:
             size = max(needed, 2 * table[0].shape[0] if table is not None else 256)
@@ -200,14 +202,14 @@ class Transformer(nn.Module):
         return cos.to(dtype).unsqueeze(1), sin.to(dtype).unsqueeze(1)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None,
-                attention: str = "sdpa", last_only: bool = True) -> torch.Tensor:
+                attention: str = "sdpa", last_only: bool = True, max_position: int | None = None) -> torch.Tensor:
         """Logits [B, 1 or T, vocab] for `input_ids` [B,T] at absolute `positions` [B,T].
 
         With a cache, keys/values of these tokens are appended to it and attention covers everything
         cached before them; without one, the tokens attend only to each other (full recompute).
         """
         x = self.embed(input_ids)
-        cos, sin = self._rope(positions, x.dtype)
+        cos, sin = self._rope(positions, x.dtype, max_position)
         for i, block in enumerate(self.layers):
             x = block(x, cos, sin, i, cache, attention)
         if cache is not None:

@@ -28,7 +28,8 @@ class _Exposition:
         self.lines: list[str] = []
         self._declared: set[str] = set()
 
-    def gauge(self, name: str, help_text: str, value: float | int | None, **labels: Any) -> None:
+    def gauge(self, name: str, help_text: str, value: float | int | None, /, **labels: Any) -> None:
+        # Positional-only: a label may itself be called "name" (the engine's checkpoint name).
         if value is None:
             return
         if name not in self._declared:

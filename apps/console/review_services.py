@@ -3,6 +3,8 @@
 Items are derived from stored replies (never from the stream): a reply whose input was blocked or
 escalated (a pack's `human_request` rule makes it a "talk to a human" item), whose output was blocked (`finish_reason == "content_filter"`) or retracted becomes one
 item per (message, reason). `review_queue_sync` is idempotent and runs when the queue is opened.
+Thumbs-down feedback and open "talk to a human" requests (apps.conversations' Feedback and
+HandoffRequest, once their tables exist) become items too.
 A human reply is stored as an assistant message marked `engine_profile="human"` and published on the
 conversation's stream key `conversation:<id>` as a `human.message` event for an open chat page.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.audit.services import audit_append
 from apps.console.models import ReviewItem, ReviewNote, ReviewReason, ReviewStatus
+from apps.conversations import models as conversation_models
 from apps.conversations.models import Conversation, Message, Role, Status
 from apps.conversations.streams import stream_bus
 from apps.core.errors import ApplicationError, ErrorCode
@@ -61,7 +64,46 @@ def review_queue_sync(*, tenant: Any) -> int:
                 added += 1
             except IntegrityError:  # another reviewer's sync got there first
                 continue
+    return added + _customer_signals_sync(tenant)
+
+
+def _table_ready(model: Any) -> bool:
+    # The customer's Feedback and HandoffRequest models arrive in apps.conversations on their own
+    # schedule; until their table exists the queue simply has no such items.
+    return model is not None and model._meta.db_table in connection.introspection.table_names()
+
+
+def _customer_signals_sync(tenant: Any) -> int:
+    """Items for thumbs-down feedback and open "talk to a human" requests of `tenant`."""
+    feedback_model = getattr(conversation_models, "Feedback", None)
+    handoff_model = getattr(conversation_models, "HandoffRequest", None)
+    added = 0
+    if _table_ready(feedback_model):
+        known = set(ReviewItem.objects.filter(tenant=tenant, reason=ReviewReason.FEEDBACK)
+                    .values_list("message_id", flat=True))
+        for feedback in feedback_model.objects.filter(tenant=tenant, rating="down").select_related("message"):
+            if feedback.message_id not in known:
+                known.add(feedback.message_id)
+                added += _item_create(tenant, feedback.message.conversation_id, feedback.message_id,
+                                      ReviewReason.FEEDBACK)
+    if _table_ready(handoff_model):
+        known = set(ReviewItem.objects.filter(tenant=tenant, reason=ReviewReason.HUMAN, message__isnull=True)
+                    .values_list("conversation_id", flat=True))
+        for handoff in handoff_model.objects.filter(tenant=tenant, status="open"):
+            if handoff.conversation_id not in known:
+                known.add(handoff.conversation_id)
+                added += _item_create(tenant, handoff.conversation_id, None, ReviewReason.HUMAN)
     return added
+
+
+def _item_create(tenant: Any, conversation_id: Any, message_id: Any, reason: str) -> int:
+    try:
+        with transaction.atomic():
+            ReviewItem.objects.create(tenant=tenant, conversation_id=conversation_id, message_id=message_id,
+                                      reason=reason)
+        return 1
+    except IntegrityError:
+        return 0
 
 
 def review_items(*, tenant: Any, status: str = "", reason: str = "", domain: str = "",

@@ -1,7 +1,10 @@
-"""Conversation, Message and the Outbox row that tracks each reply's generation task.
+"""Conversation, Message, the Outbox row of each reply, and the customer's Feedback and HandoffRequest.
 
 PostgreSQL (or SQLite) is the source of truth, not the broker: a reply exists as a `pending` Message
 with an Outbox row before any task is queued, so a lost task is found again by the reconciler.
+A conversation carries its memory (the running summary of turns that left the context window) and
+its context gauge; a customer's delete only sets `deleted_at` (the regulated record stays, see
+docs/CONTRACTS.md "Delete and retention").
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ class Conversation(BaseModel):
     pack_version = models.ForeignKey("prompt_packs.PackVersion", on_delete=models.PROTECT, related_name="+")
     engine_profile = models.CharField(max_length=8, default="r1")
     deleted_at = models.DateTimeField(null=True, blank=True)  # the customer's copy is gone; the record stays
+    # Memory: the model-written summary of turns [0, summary_upto) that no longer fit the window.
+    summary = models.TextField(blank=True)
+    summary_upto = models.PositiveIntegerField(default=0)
+    summary_regenerations = models.PositiveIntegerField(default=0)
+    # The context gauge of the latest prompt: tokens it used out of the prompt budget.
+    context_tokens = models.PositiveIntegerField(default=0)
+    context_budget = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ("-created_at",)
@@ -42,6 +52,10 @@ class Status(models.TextChoices):
     STREAMING = "streaming", "Streaming"
     COMPLETE = "complete", "Complete"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"  # the customer pressed stop; the partial answer is kept
+
+
+TERMINAL_STATUSES = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
 
 
 class Message(BaseModel):
@@ -50,8 +64,9 @@ class Message(BaseModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE, db_index=True)
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
-    reply_to = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reply"
+    # A foreign key, not one-to-one: regenerate adds a second reply to the same question.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
     )
     verdicts = models.JSONField(default=list, blank=True)
     # The input stage's decision for the turn ("allow", "block", "escalate") and the text it asks to show.
@@ -65,6 +80,11 @@ class Message(BaseModel):
     usage = models.JSONField(default=dict, blank=True)
     error = models.JSONField(default=dict, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # "crisis" | "emergency" | "fraud" | "human" when the input stage escalated this turn.
+    escalation_kind = models.CharField(max_length=32, blank=True)
+    # Regenerate: the old reply is kept (it was shown, it is a record) but no longer part of the chat.
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
 
     class Meta:
         ordering = ("created_at",)
@@ -86,3 +106,55 @@ class Outbox(BaseModel):
 
     def __str__(self) -> str:
         return f"outbox {self.reply_id} attempts={self.attempts}"
+
+
+class Rating(models.TextChoices):
+    UP = "up", "Thumbs up"
+    DOWN = "down", "Thumbs down"
+
+
+class Feedback(BaseModel):
+    """A customer's thumbs up/down on one assistant reply (one per user and message; the last one wins)."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="feedback_unique_message_user")]
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.message_id}"
+
+
+class HandoffStatus(models.TextChoices):
+    OPEN = "open", "Open"  # waiting for an expert
+    ANSWERED = "answered", "Answered"  # an expert replied in the conversation
+    CLOSED = "closed", "Closed"
+
+
+class HandoffRequest(BaseModel):
+    """"Talk to a human": a customer's request that lands in the experts' queue (apps.console reads it)."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="handoffs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    reason = models.TextField(blank=True)
+    # "human" when the customer asked; "crisis"/"emergency"/... when an escalated turn asked for one.
+    kind = models.CharField(max_length=32, default="human")
+    status = models.CharField(max_length=16, choices=HandoffStatus.choices, default=HandoffStatus.OPEN,
+                              db_index=True)
+    answered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at",)
+        indexes = [models.Index(fields=["tenant", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"handoff {self.conversation_id} {self.status}"

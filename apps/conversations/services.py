@@ -6,6 +6,12 @@ only on commit. `reply_generate` is idempotent: it claims the reply's outbox row
 engine through the safety output stage to the stream bus, stores the final message and appends one
 audit record. A restarted generation (after a worker died) starts from scratch and first tells
 stream consumers to `retract` what they showed.
+
+The prompt comes from `memory.conversation_window` (budget, running summary, context gauge). An
+escalated turn makes no model call: the reply is the pack's escalation text and an `escalation` event.
+Stop sets a flag on the stream bus; the loop checks it before each token and stores the partial
+answer as `cancelled`. The customer-facing actions (cancel, regenerate, feedback, export, delete,
+rename, handoff, expert replies) live in `apps.conversations.actions`.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_append, payload_digest
-from apps.conversations.models import Conversation, Message, Outbox, Role, Status
+from apps.conversations.memory import conversation_window
+from apps.conversations.models import TERMINAL_STATUSES, Conversation, Message, Outbox, Role, Status
 from apps.conversations.streams import stream_bus
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.inference import services as inference
-from apps.prompt_packs.rendering import prompt_build
 from apps.prompt_packs.selectors import pack_published_get
 from apps.safety.pipeline import SafetyPipeline
 
@@ -78,6 +84,7 @@ def turn_submit(*, conversation: Conversation, text: Any) -> TurnSubmitted:
             conversation=conversation, role=Role.ASSISTANT, status=Status.PENDING, reply_to=user_message,
             input_action=decision.action, preface=decision.message or "", pack_version=pack,
             engine_profile=conversation.engine_profile,
+            escalation_kind=(decision.escalation_kind or "human") if decision.action == "escalate" else "",
         )
         Outbox.objects.create(reply=reply, enqueued_at=timezone.now())
         if not conversation.title:
@@ -104,7 +111,7 @@ def _claim(reply_id: str, worker: str) -> tuple[Message, int] | None:
         if outbox is None or outbox.done_at is not None:
             return None
         reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
-        if reply.status in (Status.COMPLETE, Status.FAILED):
+        if reply.status in TERMINAL_STATUSES:
             return None
         alive = outbox.claimed_by and outbox.heartbeat_at and outbox.heartbeat_at > stale_before
         if reply.status == Status.STREAMING and alive:
@@ -124,8 +131,9 @@ def _heartbeat(reply_id: str, worker: str) -> None:
 
 def _history(reply: Message) -> list[dict[str, str]]:
     """Earlier complete turns, oldest first; reasoning is never fed back (R1 rule)."""
+    # Replies replaced by regenerate are records, not memory: the customer no longer sees them.
     earlier = (Message.objects.filter(conversation=reply.conversation, status=Status.COMPLETE,
-                                      created_at__lt=reply.reply_to.created_at)
+                                      created_at__lt=reply.reply_to.created_at, superseded_by__isnull=True)
                .order_by("created_at").values("role", "content"))
     return [{"role": m["role"], "content": m["content"]} for m in earlier]
 
@@ -159,54 +167,77 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
     user_message = reply.reply_to
     stage = SafetyPipeline.for_pack(pack).output_stage()
     preface = reply.preface.strip()
+    escalated = reply.input_action == "escalate"
+    if escalated:
+        bus.publish(reply_id, "escalation", {"kind": reply.escalation_kind or "human", "text": preface})
     if preface:
-        bus.publish(reply_id, "answer.delta", {"text": preface + ("" if reply.input_action == "block" else "\n\n")})
-    finish_reason, usage, model_version, produced = "stop", {}, "", False
-    if reply.input_action != "block":
+        tail = "" if reply.input_action in ("block", "escalate") else "\n\n"
+        bus.publish(reply_id, "answer.delta", {"text": preface + tail})
+    finish_reason, usage, model_version, produced, context = "stop", {}, "", False, {}
+    if reply.input_action == "allow":
         model_version = inference.engine_version(profile)
         max_tokens = min(int(pack.sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
                          settings.VERITY_MAX_NEW_TOKENS)
-        build = prompt_build(
-            pack=pack, history=_history(reply), user_text=user_message.content,
-            is_r1=inference.engine_is_r1(profile=profile),
-            count_tokens=lambda messages: inference.chat_token_count(messages, profile=profile),
-            budget=inference.context_length(profile=profile) - max_tokens,
-        )
-        if build.trimmed:
-            bus.publish(reply_id, "context_trimmed", {})
-        last_beat = time.monotonic()
-        for chunk in inference.generation_stream(messages=build.messages, sampling=pack.sampling,
-                                                 max_tokens=max_tokens, profile=profile):
-            if chunk.kind == "finish":
-                finish_reason, usage = chunk.finish_reason or "stop", chunk.usage
-                continue
-            produced = True
-            _publish(bus, reply_id, stage.feed(chunk.kind, chunk.text))
-            if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
-                _heartbeat(reply_id, worker)
-                last_beat = time.monotonic()
+        window = conversation_window(conversation=reply.conversation, history=_history(reply),
+                                     user_text=user_message.content, profile=profile, max_tokens=max_tokens)
+        context = window.gauge
+        if window.build.trimmed:
+            bus.publish(reply_id, "context_trimmed", window.trimmed_event())
+        finish_reason, usage, produced = _stream(reply_id, worker, bus, stage, window.build.messages,
+                                                 pack.sampling, max_tokens, profile)
         _publish(bus, reply_id, stage.finish())
     if stage.blocked:
         finish_reason = "content_filter"
     answer = stage.answer_text if produced else ""
     content = "\n\n".join(part for part in (preface, answer) if part)
     verdicts = list(user_message.verdicts) + [v.as_dict() for v in stage.verdicts]
-    disclaimer = "" if reply.input_action == "block" else (stage.disclaimer or "")
+    disclaimer = "" if reply.input_action != "allow" else (stage.disclaimer or "")
     with transaction.atomic():
         _heartbeat(reply_id, worker)  # still ours? then finish atomically
         reply.content, reply.reasoning = content, stage.reasoning_text
-        reply.status, reply.finish_reason, reply.usage = Status.COMPLETE, finish_reason, usage
+        reply.status = Status.CANCELLED if finish_reason == "cancelled" else Status.COMPLETE
+        reply.finish_reason, reply.usage = finish_reason, usage
         reply.verdicts, reply.disclaimer, reply.model_version = verdicts, disclaimer, model_version
         reply.completed_at = timezone.now()
         reply.save()
         Outbox.objects.filter(reply_id=reply_id).update(done_at=timezone.now())
         _audit(reply, "turn.completed", verdicts, raw={"answer": stage.raw("answer"),
                                                        "reasoning": stage.raw("reasoning")})
-    bus.publish(reply_id, "done", {
-        "message_id": reply_id, "content": content, "reasoning": reply.reasoning,
-        "finish_reason": finish_reason, "usage": usage, "disclaimer": disclaimer,
-    })
+    done = {"message_id": reply_id, "content": content, "reasoning": reply.reasoning,
+            "finish_reason": finish_reason, "usage": usage, "disclaimer": disclaimer, "context": context}
+    if escalated:
+        done["escalation"] = {"kind": reply.escalation_kind or "human", "text": preface}
+    bus.publish(reply_id, "done", done)
     return reply
+
+
+def _stream(reply_id: str, worker: str, bus: Any, stage: Any, messages: list[dict[str, str]],
+            sampling: dict[str, Any], max_tokens: int, profile: str) -> tuple[str, dict[str, Any], bool]:
+    """Relay the engine's tokens through the output stage; stop at the next token once stop was pressed."""
+    finish_reason, usage, produced = "stop", {}, False
+    if bus.cancel_requested(reply_id):
+        return "cancelled", usage, produced
+    chunks = inference.generation_stream(messages=messages, sampling=sampling, max_tokens=max_tokens,
+                                         profile=profile)
+    last_beat = time.monotonic()
+    try:
+        for chunk in chunks:
+            if chunk.kind == "finish":
+                finish_reason, usage = chunk.finish_reason or "stop", chunk.usage
+                continue
+            if bus.cancel_requested(reply_id):
+                # Closing the generator (finally below) ends the engine's loop: no further token is made.
+                return "cancelled", usage, produced
+            produced = True
+            _publish(bus, reply_id, stage.feed(chunk.kind, chunk.text))
+            if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                _heartbeat(reply_id, worker)
+                last_beat = time.monotonic()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return finish_reason, usage, produced
 
 
 def _publish(bus: Any, reply_id: str, emissions: list[Any]) -> None:

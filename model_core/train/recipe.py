@@ -29,7 +29,13 @@ import torch
 
 from model_core.checkpoint import load_checkpoint
 from model_core.train.data import ChatRenderer, pad_token_id
-from model_core.train.domain import load_domain_examples, preference_pairs, rejection_sample, rl_prompts, split_heldout
+from model_core.train.domain import (
+    load_domain_examples,
+    preference_pairs,
+    rejection_sample,
+    rl_prompts,
+    split_heldout,
+)
 from model_core.train.evaluate import EvalConfig
 from model_core.train.lora import apply_lora, load_adapter_weights, save_adapter
 from model_core.train.packs import load_packs
@@ -68,16 +74,18 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # SmolLM2-135M on two CPU cores: budgeted to about 80 minutes with the machine to itself
-    # (SFT ~35, reward model ~6, GRPO ~15, rejection + SFT ~8, QAT ~5, eval ~12).
+    # SmolLM2-135M on two idle CPU cores. Budget from FLOP counts (~6 x 135M x tokens per training
+    # token, ~25 tok/s decode per sequence): SFT ~16 min (3 epochs of ~31k tokens), reward model ~7,
+    # GRPO ~10, rejection sampling + SFT ~4, QAT ~2, eval ~12 — about 50 minutes, leaving headroom
+    # under the 90-minute target. On a shared, loaded machine every figure grows several-fold.
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
-        sft=TrainConfig(steps=160, lr=4e-4, warmup_steps=10, grad_accum=2, checkpoint_every=20, seed=1),
-        rm=TrainConfig(steps=40, lr=3e-4, warmup_steps=4, checkpoint_every=10, seed=2),
-        rl=RLConfig(steps=16, prompts_per_step=2, group_size=4, max_new_tokens=160, lr=5e-5, epochs=2,
-                    kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=2, seed=3),
-        sft2=TrainConfig(steps=20, lr=2e-4, warmup_steps=2, checkpoint_every=10, seed=4),
-        qat=TrainConfig(steps=20, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
+        sft=TrainConfig(steps=64, lr=4e-4, warmup_steps=6, grad_accum=2, checkpoint_every=8, seed=1),
+        rm=TrainConfig(steps=16, lr=3e-4, warmup_steps=2, checkpoint_every=4, seed=2),
+        rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=128, lr=5e-5, epochs=1,
+                    kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
+        sft2=TrainConfig(steps=10, lr=2e-4, warmup_steps=1, checkpoint_every=5, seed=4),
+        qat=TrainConfig(steps=10, lr=1e-4, warmup_steps=1, checkpoint_every=5, seed=5),
         evaluation=EvalConfig(per_kind=4, garak=12, max_new_tokens=192),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
         rejection_prompts=12, rejection_samples=2),
@@ -284,7 +292,7 @@ def run_recipe(recipe: Recipe, out: Path, *, progress: bool = True, evaluate: bo
                                     generate_for=("base", "tuned"))
         info["seconds"] = round(time.perf_counter() - t0, 1)
         run.finish("eval", info, save=False)
-    from model_core.train.card import write_card
+    from model_core.train.evaluate import write_card
 
     return write_card(run.out, recipe=asdict(recipe), record=run.record, adapter=final, base=run.base_dir,
                       seconds=time.perf_counter() - started)

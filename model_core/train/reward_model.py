@@ -18,7 +18,7 @@ from torch import nn
 
 from model_core.train.data import pad_batch
 from model_core.train.modeling import hidden_states
-from model_core.train.trainer import Trainer, TrainConfig, TrainResult, batch_indices
+from model_core.train.trainer import TrainConfig, Trainer, TrainResult, batch_indices
 
 
 @dataclass

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from model_core.train.modeling import hidden_states, sequence_logprobs, token_logprobs
 from model_core.train.rollout import Group, group_tensors, rollout
-from model_core.train.trainer import Trainer, TrainConfig, TrainResult, batch_indices
+from model_core.train.trainer import TrainConfig, Trainer, TrainResult, batch_indices
 
 RewardFn = Callable[[dict[str, Any], list[int], str], float]
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from model_core.train.data import ChatExample, ChatRenderer, PackedBatch, pack_sequences, pad_token_id
 from model_core.train.modeling import masked_lm_loss
-from model_core.train.trainer import Trainer, TrainConfig, TrainResult, batch_indices
+from model_core.train.trainer import TrainConfig, Trainer, TrainResult, batch_indices
 
 
 def pack_examples(renderer: ChatRenderer, examples: Sequence[ChatExample], seq_len: int) -> PackedBatch:

@@ -159,7 +159,7 @@ class Trainer:
         try:
             while self.step < stop:
                 step = self.step
-                total, extras = self.update([lambda m=m: loss_fn(step, m) for m in range(self.cfg.grad_accum)])
+                total, extras = self.update([lambda m=m, s=step: loss_fn(s, m) for m in range(self.cfg.grad_accum)])
                 self.record(total, extras)
                 if self.step == stop:
                     self.save()

@@ -55,10 +55,17 @@ const EVENT_HANDLERS = {
     scheduleRender(reply);
   },
   retract(reply, data) {
-    // The safety pipeline withdrew text it had let through; what it sends replaces the answer.
-    reply.answer = data.text || "";
+    // {target: "answer"|"reasoning", reason: "safety"|"restart"}: everything shown so far on that
+    // stream is withdrawn; what follows (new deltas, or done's content) replaces it.
+    if (data.target === "reasoning") reply.reasoning = "";
+    else reply.answer = "";
     scheduleRender(reply);
-    if (data.message) noteAdd(reply.view, data.message);
+    if (data.reason === "safety" && !reply.retractNoted) {
+      reply.retractNoted = true;
+      noteAdd(reply.view, "Part of this answer was withdrawn by a safety check.");
+    } else if (data.reason === "restart") {
+      reply.hooks.announce("The answer is being restarted…");
+    }
   },
   context_trimmed(reply) {
     noteAdd(reply.view, "Earlier messages were summarised to fit the assistant's memory.");
@@ -110,7 +117,7 @@ export function replyStart({ eventsUrl, replyId, view, hooks }) {
   const reply = {
     id: replyId, view, hooks, answer: "", reasoning: "", seen: new Set(), finished: false,
     startedAt: performance.now(), reasoningStart: null, reasoningEnd: null,
-    renderQueued: false, source: null, stopTimer: null,
+    renderQueued: false, source: null, stopTimer: null, retractNoted: false,
   };
   view.article.dataset.streaming = "true";
   view.article.dataset.replyId = replyId || "";

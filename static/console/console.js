@@ -139,7 +139,7 @@
   }
 
   function formatNumber(value) {
-    return value >= 10 || value === 0 ? String(Math.round(value)) : value.toFixed(2);
+    return value >= 10 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(2);
   }
 
   function legend(container, names) {

@@ -116,7 +116,9 @@ def _server_env(port: int, data_dir: Path) -> dict[str, str]:
     # A short answer is enough to see streaming, storing and auditing (a full 512-token answer takes
     # minutes on two shared CPU cores), but it must outrun the safety stage's 200-character
     # hold-back, or all of it would be released at once when generation ends.
-    env["VERITY_MAX_NEW_TOKENS"] = os.environ.get("VERITY_TEST_MAX_NEW_TOKENS", "128")
+    env["VERITY_MAX_NEW_TOKENS"] = os.environ.get("VERITY_TEST_MAX_NEW_TOKENS", "96")
+    # One intra-op thread: on a busy shared machine torch's spinning threads slow each other down.
+    env.setdefault("OMP_NUM_THREADS", "1")
     # The converted bundled model lives in the repository's data dir; reuse it rather than convert
     # it again into every temporary data dir (the conversion is what `make run` does once).
     shared_model = REPO / "var" / "models" / "smollm2-135m-instruct"
@@ -196,7 +198,7 @@ def services_server(start_worker, real_model, tmp_path: Path) -> Iterator[Verity
     `celery worker --pool threads` process that generates the replies."""
     from tests.conftest import subprocess_env
 
-    overrides = {"VERITY_MAX_NEW_TOKENS": os.environ.get("VERITY_TEST_MAX_NEW_TOKENS", "128")}
+    overrides = {"VERITY_MAX_NEW_TOKENS": os.environ.get("VERITY_TEST_MAX_NEW_TOKENS", "96")}
     start_worker("browser", **overrides)
     port = _free_port()
     env = subprocess_env(**overrides, VERITY_DATA_DIR=str(tmp_path))

@@ -118,17 +118,38 @@ def test_reasoning_is_collapsed_with_its_duration(page, site):
     assert last_assistant(page).locator(".bubble").inner_text() == "It grows on itself."
 
 
-def test_retract_replaces_text_already_shown(page, site):
+def test_safety_retract_withdraws_text_already_shown(page, site):
+    # `done` without content: what remains on screen is what the page made of the retract itself.
     site.next_events = [
         ("answer.delta", {"text": "Buy ACME, it is guaranteed to double."}),
-        ("retract", {"text": "I can't promise returns on any investment."}),
-        ("done", {"message_id": "m2", "content": "I can't promise returns on any investment.", "reasoning": "",
-                  "finish_reason": "stop", "usage": {}, "disclaimer": DISCLAIMER}),
+        ("retract", {"target": "answer", "reason": "safety"}),
+        ("answer.delta", {"text": "I can't promise returns on any investment."}),
+        ("done", {"message_id": "m2", "finish_reason": "stop", "usage": {}, "disclaimer": DISCLAIMER}),
     ]
     send(page, "What should I buy?")
     wait_done(page)
-    assert last_assistant(page).locator(".bubble").inner_text() == "I can't promise returns on any investment."
+    answer = last_assistant(page)
+    assert answer.locator(".bubble").inner_text() == "I can't promise returns on any investment."
     assert "guaranteed" not in page.locator("#messages").inner_text()
+    assert answer.locator(".message-note").inner_text() == "Part of this answer was withdrawn by a safety check."
+
+
+def test_restart_retract_clears_reasoning_and_answer_before_the_regenerated_text(page, site):
+    site.next_events = [
+        ("reasoning.delta", {"text": "First attempt thinking."}),
+        ("answer.delta", {"text": "First attempt."}),
+        ("retract", {"target": "reasoning", "reason": "restart"}),
+        ("retract", {"target": "answer", "reason": "restart"}),
+        ("reasoning.delta", {"text": "Second attempt thinking."}),
+        ("answer.delta", {"text": "Second attempt."}),
+        ("done", {"message_id": "m2", "finish_reason": "stop", "usage": {}, "disclaimer": DISCLAIMER}),
+    ]
+    send(page, "What is compound interest?")
+    wait_done(page)
+    answer = last_assistant(page)
+    assert answer.locator(".bubble").inner_text() == "Second attempt."
+    assert answer.locator(".reasoning-body").text_content() == "Second attempt thinking."
+    assert answer.locator(".message-note").count() == 0
 
 
 def test_stream_error_is_explained(page, site):

@@ -20,7 +20,7 @@ from .conftest import REPO, login, wait_for_answer
 pytestmark = pytest.mark.browser
 
 QUESTION = "What is compound interest?"
-ANSWER_TIMEOUT_MS = 300_000  # two shared CPU cores; the fixture caps the answer's length
+ANSWER_TIMEOUT_MS = 600_000  # two CPU cores shared with other jobs; the fixture caps the length
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 
 # Records, on every DOM change under #messages, how much answer text is on screen and whether the

@@ -46,8 +46,13 @@ def _run_eval(page, shot: str | None = None) -> str:
     return status
 
 
+def _version_number(page) -> int:
+    return int(page.get_by_test_id("pack-version").inner_text().removeprefix("v"))
+
+
 def _new_conversation_pack(page, server: VerityServer) -> int:
-    """Start a conversation through the chat API with the page's own session, as chat.js does."""
+    """Start a conversation through the chat API with the page's own session, as chat.js does; returns
+    the pack version number the conversation pinned."""
     return page.evaluate("""async () => {
         const token = document.querySelector('meta[name=csrf-token]').content;
         const response = await fetch('/chat/api/conversations', {method: 'POST', credentials: 'same-origin',
@@ -63,12 +68,13 @@ def test_expert_edits_evaluates_approver_publishes_and_rolls_back(page, page_log
     original_url = _published_version_url(page, server)
     original_pk = int(original_url.rstrip("/").rsplit("/", 1)[1])
     page.goto(original_url)
+    original_number = _version_number(page)
     page.locator("#f-title").fill("Verity Money Basics (reviewed)")
     page.get_by_test_id("save-form").click()
     page.wait_for_selector("[data-testid='pack-status']:text('draft')")
     draft_url = page.url
-    draft_pk = int(draft_url.rstrip("/").rsplit("/", 1)[1])
-    assert draft_pk != original_pk
+    draft_pk, draft_number = int(draft_url.rstrip("/").rsplit("/", 1)[1]), _version_number(page)
+    assert draft_pk != original_pk and draft_number == original_number + 1
     assert page.get_by_test_id("approve").count() == 0  # an expert holds no approval right
     assert _run_eval(page, shot="console-eval-passed.png") == "passed"
 
@@ -97,12 +103,12 @@ def test_expert_edits_evaluates_approver_publishes_and_rolls_back(page, page_log
     page.wait_for_selector("[data-testid='pack-status']:text('approved')")
     page.get_by_test_id("publish").click()
     page.wait_for_selector("[data-testid='pack-status']:text('published')")
-    assert _new_conversation_pack(page, server) == draft_pk
+    assert _new_conversation_pack(page, server) == draft_number
 
     page.get_by_test_id("rollback").click()
     page.wait_for_selector("[data-testid='pack-status']:text('published')")
     assert page.url.rstrip("/").endswith(f"/{original_pk}")
-    assert _new_conversation_pack(page, server) == original_pk
+    assert _new_conversation_pack(page, server) == original_number
 
     page.goto(f"{server.base_url}/console/dashboard/")
     page.wait_for_selector("#chart-daily svg polyline")

@@ -50,7 +50,7 @@ def test_inspect_reports_architecture_and_template(checkpoints):
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["architecture"] == "llama" and info["rope_scaling"]["rope_type"] == "llama3"
-    assert info["tied_embeddings"] is True and info["is_r1"] is True and info["tensor_dtypes"] == {"torch.float32": 20}
+    assert info["tied_embeddings"] is True and info["is_r1"] is True and info["tensor_dtypes"] == {"F32": 20}
 
 
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):

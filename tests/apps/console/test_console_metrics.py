@@ -46,3 +46,15 @@ def test_percentile_nearest_rank():
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile(list(range(1, 101)), 95) == 95
+
+
+def test_metrics_carry_the_loaded_engines_facts(staff, monkeypatch):
+    from apps.console import metrics
+
+    monkeypatch.setattr(metrics, "engine_describe", lambda: {
+        "checkpoint_present": True, "loaded_profiles": ["r1"],
+        "info": {"name": 'smol "135m"', "architecture": "llama", "profile": "r1", "dtype": "float32",
+                 "device": "cpu", "context_length": 8192}})
+    text = staff.client("admin").get("/metrics").content.decode()
+    assert 'verity_engine_info{name="smol \\"135m\\"",architecture="llama"' in text
+    assert "verity_engine_context_length 8192" in text and 'verity_engine_loaded{profile="r1"} 1' in text

@@ -3,6 +3,8 @@ expert's human reply is stored in the conversation, marked as human, audited and
 
 from __future__ import annotations
 
+import pytest
+
 from apps.audit.models import AuditRecord
 
 
@@ -87,3 +89,21 @@ def test_a_talk_to_a_human_request_is_queued_as_such(staff, make_flagged):
         {"stage": "input", "rule": "fin.human_request", "action": "escalate", "score": 1.0, "latency_ms": 0.1}])
     review_queue_sync(tenant=staff.tenant)
     assert list(ReviewItem.objects.values_list("reason", flat=True)) == ["human"]
+
+
+def test_thumbs_down_and_handoff_requests_are_queued(staff, make_flagged):
+    from apps.conversations import models as conversation_models
+
+    if not hasattr(conversation_models, "HandoffRequest") or not hasattr(conversation_models, "Feedback"):
+        pytest.skip("apps.conversations has no Feedback/HandoffRequest models yet")
+    from apps.console.models import ReviewItem
+    from apps.console.review_services import review_queue_sync
+
+    reply = make_flagged(staff.tenant, staff.users["customer"], input_action="allow", content="A plain answer.")
+    conversation_models.Feedback.objects.create(tenant=staff.tenant, message=reply, user=staff.users["customer"],
+                                                rating="down", reason="wrong")
+    conversation_models.HandoffRequest.objects.create(tenant=staff.tenant, conversation=reply.conversation,
+                                                      requested_by=staff.users["customer"])
+    assert review_queue_sync(tenant=staff.tenant) == 2
+    assert review_queue_sync(tenant=staff.tenant) == 0
+    assert sorted(ReviewItem.objects.values_list("reason", flat=True)) == ["feedback", "human"]

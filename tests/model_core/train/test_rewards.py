@@ -6,8 +6,8 @@ import pytest
 
 from model_core.train.rewards import (
     disclaimer_present,
-    format_ok,
     forbidden_claims,
+    format_ok,
     is_escalation,
     is_refusal,
     parse_completion,

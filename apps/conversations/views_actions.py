@@ -1,0 +1,112 @@
+"""Chat API for what a customer does besides sending a message, and the conversation's live stream.
+
+Stop, regenerate, feedback, export, talk-to-a-human, and `GET /chat/api/conversations/<id>/events`: an
+SSE stream of the conversation's own events (`human.message` from an expert, `handoff.requested`) that
+an open chat page keeps subscribed. Views parse and authorise, then call one service (apps.conversations.actions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from apps.conversations.actions import (
+    conversation_export,
+    feedback_submit,
+    handoff_request,
+    reply_cancel,
+    reply_regenerate,
+)
+from apps.conversations.selectors import conversation_get_for_user, message_get_for_user, reply_get_for_user
+from apps.conversations.streams import conversation_stream_key, event_id_check, stream_bus
+from apps.conversations.views import _frame, _require_user
+from apps.core.errors import ApplicationError, ErrorCode
+from apps.core.http import error_response, json_body
+
+
+@require_http_methods(["POST"])
+def reply_cancel_api(request: HttpRequest, reply_id: str) -> JsonResponse:
+    reply = reply_cancel(reply=reply_get_for_user(user=_require_user(request), reply_id=reply_id))
+    return JsonResponse({"reply_id": str(reply.id), "status": reply.status, "cancel_requested": True},
+                        status=202)
+
+
+@require_http_methods(["POST"])
+def regenerate_api(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    conversation = conversation_get_for_user(user=_require_user(request), conversation_id=conversation_id)
+    reply = reply_regenerate(conversation=conversation)
+    reply_id = str(reply.id)
+    return JsonResponse({"reply_id": reply_id, "message_id": str(reply.reply_to_id),
+                         "events_url": f"/chat/api/replies/{reply_id}/events"}, status=202)
+
+
+@require_http_methods(["POST"])
+def feedback_api(request: HttpRequest, message_id: str) -> JsonResponse:
+    user = _require_user(request)
+    message = message_get_for_user(user=user, message_id=message_id)
+    data = json_body(request)
+    feedback = feedback_submit(message=message, user=user, rating=data.get("rating"), reason=data.get("reason"))
+    return JsonResponse({"id": str(feedback.id), "message_id": str(message.id), "rating": feedback.rating,
+                         "reason": feedback.reason}, status=201)
+
+
+@require_GET
+def export_api(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    user = _require_user(request)
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    export = conversation_export(conversation=conversation, actor=user, fmt=request.GET.get("format", "md"))
+    response = HttpResponse(export.body.encode(), content_type=export.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["POST"])
+def handoff_api(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    user = _require_user(request)
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    reason = json_body(request).get("reason", "") if request.body.strip() else ""
+    handoff = handoff_request(conversation=conversation, user=user, reason=reason)
+    return JsonResponse({"id": str(handoff.id), "status": handoff.status, "kind": handoff.kind,
+                         "created_at": handoff.created_at.isoformat()}, status=201)
+
+
+async def _conversation_stream(key: str, after: str | None) -> AsyncIterator[bytes]:
+    """Relay the conversation's events until the page goes away; heartbeats keep proxies from closing it."""
+    bus = stream_bus()
+    heartbeat_s = settings.VERITY_SSE_HEARTBEAT_S
+    last_sent = time.monotonic()
+    yield b"retry: 2000\n\n"
+    while True:
+        events = await bus.aread(key, after, 1000)
+        for event_id, event, data in events:
+            after = event_id
+            yield _frame(event_id, event, data)
+            last_sent = time.monotonic()
+        if not events and time.monotonic() - last_sent >= heartbeat_s:
+            yield b": heartbeat\n\n"
+            last_sent = time.monotonic()
+
+
+async def conversation_events(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """SSE of a conversation's own events, resumable with Last-Event-ID (header or `?last_event_id=`)."""
+    if request.method != "GET":
+        return error_response(ApplicationError(ErrorCode.VALIDATION, "Use GET.", status=405))
+    try:
+        user = await request.auser()
+        if not user.is_authenticated:
+            raise ApplicationError(ErrorCode.AUTHENTICATION_REQUIRED, "Sign in first.")
+        conversation = await sync_to_async(conversation_get_for_user)(user=user, conversation_id=conversation_id)
+        after = event_id_check(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+    except ApplicationError as exc:
+        return error_response(exc)
+    key = conversation_stream_key(conversation.id)
+    response = StreamingHttpResponse(_conversation_stream(key, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
+    return response
