@@ -29,25 +29,25 @@ def _wants_json(request: HttpRequest) -> bool:
 def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _wants_json(request):
         return error_json(ErrorCode.VALIDATION, "Bad request.", status=400)
-    return defaults.bad_request(request, exception)
+    return defaults.bad_request(request, exception, template_name="errors/400.html")
 
 
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _wants_json(request):
         return error_json(ErrorCode.PERMISSION_DENIED, "Permission denied.")
-    return defaults.permission_denied(request, exception)
+    return defaults.permission_denied(request, exception, template_name="errors/403.html")
 
 
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _wants_json(request):
         return error_json(ErrorCode.NOT_FOUND, "Not found.")
-    return defaults.page_not_found(request, exception)
+    return defaults.page_not_found(request, exception, template_name="errors/404.html")
 
 
 def error_500(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
         return error_json(ErrorCode.INTERNAL, "Internal error; the incident was logged.")
-    return defaults.server_error(request)
+    return defaults.server_error(request, template_name="errors/500.html")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -60,4 +60,4 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         )
     from django.views.csrf import csrf_failure as django_csrf_failure
 
-    return django_csrf_failure(request, reason)
+    return django_csrf_failure(request, reason, template_name="errors/403_csrf.html")

@@ -56,15 +56,20 @@ def _engine_load(profile: str) -> Any:
     global load_count
     path = Path(settings.VERITY_MODEL)
     if not path.exists():
+        # The path is for operators (logs), never for the customer's screen.
+        logger.error("model checkpoint %s does not exist; run `python -m model_core prepare-bundled` "
+                     "or set VERITY_MODEL", path)
         raise ApplicationError(
             ErrorCode.ENGINE_UNAVAILABLE,
-            f"The model checkpoint {path} does not exist; run `python -m model_core prepare-bundled` "
-            "or set VERITY_MODEL.",
+            "The assistant's model is not available right now; the operators have been notified.",
         )
     try:
         from model_core import Engine
     except ImportError as exc:
-        raise ApplicationError(ErrorCode.ENGINE_UNAVAILABLE, f"model_core is not importable: {exc}") from exc
+        logger.error("model_core is not importable: %s", exc)
+        raise ApplicationError(
+            ErrorCode.ENGINE_UNAVAILABLE, "The assistant's model is not available right now."
+        ) from exc
     logger.info("loading engine profile=%s path=%s pid=%s", profile, path, os.getpid())
     engine = Engine.load(
         str(path), profile=profile, dtype=settings.VERITY_ENGINE_DTYPE,

@@ -8,7 +8,8 @@ import pytest
 
 from .console_fixtures import console_login, console_server, screenshot  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.browser
+# The Zero profile recomputes the whole sequence per token in fp32: minutes per side on a shared CPU.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 STREAM_TIMEOUT_MS = 600_000
 
