@@ -1,8 +1,9 @@
 """Loading checkpoints: Hugging Face directories (single or sharded safetensors) and, via
 gguf_loader.py, GGUF files; the one table that maps checkpoint tensor names to model_core's.
 
-Weights stream in one tensor at a time from memory-mapped safetensors files into a model whose
-parameters were allocated once, so peak memory is the model plus one tensor, not twice the model.
+Weights stream in lazily, one tensor at a time, read from the safetensors files with plain reads (no
+memory map whose pages would stay resident) into a model whose parameters were allocated once, so
+peak memory is the model plus one tensor, not twice the model.
 Every problem (missing file, unknown or missing tensor, wrong shape) raises `CheckpointError`
 naming the file and tensor and what was expected.
 """
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from model_core.config import ModelConfig, config_from_hf
@@ -166,19 +166,48 @@ def safetensors_files(directory: Path) -> list[Path]:
     return files
 
 
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int]:
+    """(tensor table, offset of the data) of a safetensors file: an 8-byte length, then JSON."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size <= 0 or size > 100_000_000 or size + 8 > path.stat().st_size:
+                raise ValueError(f"header length {size} does not fit a file of {path.stat().st_size} bytes")
+            header = json.loads(f.read(size))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})", path=str(path)) from exc
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
 def _safetensors_source(files: list[Path]) -> tuple[TensorSource, int]:
-    handles = []
-    for f in files:
-        try:
-            handles.append((f, safe_open(str(f), framework="pt")))  # memory-mapped, read lazily
-        except Exception as exc:  # safetensors raises its own error types for truncated headers
-            raise CheckpointError(f"{f}: not a readable safetensors file ({exc})", path=str(f)) from exc
-    total = sum(len(h.keys()) for _, h in handles)
+    """Tensors read one at a time with plain file reads: unlike a memory map, nothing of the file stays
+    resident once a tensor has been copied into its parameter, so peak memory is the model plus one tensor."""
+    headers = [(f, *_safetensors_header(f)) for f in files]
+    total = sum(len(h) for _, h, _ in headers)
+
+    def read(path: Path, name: str, entry: dict, base: int) -> torch.Tensor:
+        dtype = _ST_DTYPES.get(entry.get("dtype"))
+        start, end = entry["data_offsets"]
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {entry.get('dtype')!r}; expected F32, F16 or BF16",
+                                  path=str(path), field=name)
+        with path.open("rb") as f:
+            f.seek(base + start)
+            data = bytearray(end - start)
+            if f.readinto(data) != end - start:
+                raise CheckpointError(f"{path}: tensor {name!r} is truncated", path=str(path), field=name)
+        return torch.frombuffer(data, dtype=dtype).reshape(entry["shape"]) if data else torch.empty(entry["shape"], dtype=dtype)
 
     def gen() -> TensorSource:
-        for f, h in handles:
-            for name in h.keys():  # noqa: SIM118 - safe_open is not a dict
-                yield name, (lambda h=h, name=name: h.get_tensor(name)), str(f)
+        for f, header, base in headers:
+            for name, entry in header.items():
+                yield name, (lambda f=f, name=name, entry=entry, base=base: read(f, name, entry, base)), str(f)
     return gen(), total
 
 
