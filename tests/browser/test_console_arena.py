@@ -8,8 +8,10 @@ import pytest
 
 from .console_fixtures import console_login, console_server, screenshot  # noqa: F401 - fixture
 
-# The Zero profile recomputes the whole sequence per token in fp32: minutes per side on a shared CPU.
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# The Zero profile recomputes the whole ~1,000-token pack prompt per token in fp32: tens of minutes
+# per side on this 2-core machine, so this test is not in the default run (`pytest -m manual` runs it;
+# issue 8 check 3 stays open until it passes in the default suite).
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.manual]
 
 STREAM_TIMEOUT_MS = 600_000
 
