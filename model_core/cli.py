@@ -46,7 +46,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     from model_core.engine import Engine
 
     return Engine.load(args.model, profile=args.profile, dtype=args.dtype, device=args.device,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, quantize=args.quantize)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", choices=("r1", "zero"), default="r1")
         p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
         p.add_argument("--device", default="cpu")
+        p.add_argument("--quantize", choices=("int8",), default=None, help="int8 weight-only (r1 profile)")
         p.add_argument("--max-new-tokens", type=int, default=256)
         p.add_argument("--greedy", action="store_true")
         p.add_argument("--temperature", type=float)

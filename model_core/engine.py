@@ -81,6 +81,7 @@ class Engine:
         self.config = checkpoint.config
         self.tokenizer: Tokenizer = checkpoint.tokenizer
         self.profile = profile
+        self.quantization: str | None = None
         self.dtype = dtype
         self.device = device
         window = self.config.max_position_embeddings
@@ -92,8 +93,11 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | Path, profile: str = "r1", dtype: str = "float32", device: str = "cpu",
-             progress: bool = True) -> Engine:
-        """Load a Hugging Face checkpoint directory or a .gguf file for the given profile."""
+             progress: bool = True, quantize: str | None = None) -> Engine:
+        """Load a Hugging Face checkpoint directory or a .gguf file for the given profile.
+
+        `quantize="int8"` (R1 only) swaps every linear layer and the embedding for per-channel int8
+        weight-only modules after loading (model_core.quantize)."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:
@@ -105,8 +109,18 @@ class Engine:
             raise ValueError(f"device {device!r} requested but no CUDA device is available")
         if dev.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize and profile == "zero":
+            raise ValueError("quantize: the zero profile is the float32 reference and is never quantised")
         checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
-        return cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev)
+        if quantize == "int8":
+            from model_core.quantize import quantize_model_int8
+
+            quantize_model_int8(checkpoint.model)
+        engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev)
+        engine.quantization = quantize
+        return engine
 
     # ------------------------------------------------------------------ description and prompts
 
@@ -116,7 +130,8 @@ class Engine:
         name = c.name or Path(self.checkpoint.source).name
         return {"name": name, "architecture": c.architecture, "context_length": self.context_length,
                 "profile": self.profile.name, "dtype": str(self.dtype).removeprefix("torch."),
-                "device": str(self.device), "is_r1": self.is_r1}
+                "device": str(self.device), "is_r1": self.is_r1,
+                "quantization": self.quantization}
 
     def _stop_ids(self) -> frozenset[int]:
         ids: set[int] = set(self.config.eos_token_ids)
@@ -196,16 +211,30 @@ class Engine:
         prompt_ids = self._prompt_ids(prompt)
         if len(prompt_ids) >= self.context_length:
             raise ContextLengthError(len(prompt_ids), self.context_length, self.profile.name)
-        return self._events(prompt_ids, params, cancel)
+        processors = self._constraint_processors(params)  # an unenforceable schema fails here, up front
+        return self._events(prompt_ids, params, cancel, processors)
 
     def default_params(self) -> SamplingParams:
         # DeepSeek's recommendation for R1 checkpoints; plain sampling otherwise.
         return SamplingParams(temperature=0.6, top_p=0.95) if self.is_r1 else SamplingParams()
 
+    def _constraint_processors(self, params: SamplingParams) -> list[Any]:
+        """Structured output: a logits processor that only allows tokens keeping the answer valid.
+        Built before any compute, so a schema the engine cannot enforce fails with a ValueError."""
+        rf = params.response_format
+        if not rf or rf.get("type") == "text":
+            return []
+        from model_core.constrained import constraint_from_response_format, vocabulary_for_tokenizer
+
+        vocab = vocabulary_for_tokenizer(self.tokenizer, self.stop_token_ids)
+        # R1 reasons freely inside <think>; the constraint applies to the answer after </think>.
+        after = "</think>" if self.is_r1 and self.profile.split_reasoning else None
+        return [constraint_from_response_format(rf, vocab, (), after=after).processor]
+
     def _events(self, prompt_ids: list[int], params: SamplingParams, cancel: threading.Event | None,
-                ) -> Iterator[StreamEvent]:
+                processors: list[Any] | None = None) -> Iterator[StreamEvent]:
         started = time.perf_counter()
-        sampler: Sampler | None = Sampler(params)
+        sampler: Sampler | None = Sampler(params, processors or ())
         if params.is_greedy and not sampler.processors:
             sampler = None  # plain arg-max on the logits, no float copy or processor pass
         stop_ids = self.stop_token_ids | set(params.stop_token_ids)

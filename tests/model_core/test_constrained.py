@@ -314,12 +314,8 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / "var" / "models" / "smollm2-13
 
 @pytest.fixture(scope="module")
 def bundled_engine():
-    import model_core.engine as engine_module
-
     if not (MODEL_DIR / "config.json").is_file():
         pytest.skip("bundled model missing: run `python -m model_core prepare-bundled`")
-    if "constraint_from_response_format" not in Path(engine_module.__file__).read_text():
-        pytest.skip("the engine does not apply SamplingParams.response_format yet (constrained.py hook)")
     from model_core import Engine
 
     return Engine.load(MODEL_DIR, progress=False)

@@ -10,6 +10,7 @@ quantise per channel", exactly so for rows whose block scales agree.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -183,3 +184,32 @@ def test_q8_0_with_wrong_size_or_shape_is_refused() -> None:
         int8_from_q8_0(b"\0" * 34, (2, 32))
     with pytest.raises(ValueError, match="multiple of 32"):
         int8_from_q8_0(b"\0" * 34, (1, 30))
+
+
+# ---------------------------------------------------------------- through the public Engine API
+
+def test_engine_load_int8_swaps_linears_and_stays_close_to_float(tmp_path) -> None:
+    """`Engine.load(..., quantize="int8")` serves int8 weights whose greedy logits track float32."""
+    import torch as _torch
+
+    from model_core import Engine
+    from model_core.quantize import Int8Linear, resident_bytes
+
+    bundled = Path(__file__).resolve().parents[2] / "var" / "models" / "smollm2-135m-instruct"
+    if not (bundled / "config.json").is_file():
+        pytest.skip("bundled model missing: run `python -m model_core prepare-bundled`")
+    fp = Engine.load(bundled, progress=False)
+    q8 = Engine.load(bundled, progress=False, quantize="int8")
+    assert q8.info["quantization"] == "int8"
+    assert any(isinstance(m, Int8Linear) for m in q8.model.modules())
+    assert resident_bytes(q8.model) <= 0.4 * resident_bytes(fp.model)
+    ids = fp.tokenizer.encode("Compound interest means that interest is earned on")
+    with _torch.inference_mode():
+        pos = _torch.arange(len(ids))[None]
+        a = fp.model(_torch.tensor([ids]), pos)[0, -1].float().log_softmax(-1)
+        b = q8.model(_torch.tensor([ids]), pos)[0, -1].float().log_softmax(-1)
+    assert int(a.argmax()) == int(b.argmax())
+    # KL(float || int8) of the next-token distribution stays small
+    assert float((a.exp() * (a - b)).sum()) < 0.05
+    with pytest.raises(ValueError, match="zero"):
+        Engine.load(bundled, profile="zero", progress=False, quantize="int8")
