@@ -173,7 +173,7 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
     if preface:
         tail = "" if reply.input_action in ("block", "escalate") else "\n\n"
         bus.publish(reply_id, "answer.delta", {"text": preface + tail})
-    finish_reason, usage, model_version, produced, context = "stop", {}, "", False, {}
+    finish_reason, usage, model_version, produced, context, memory = "stop", {}, "", False, {}, {}
     if reply.input_action == "allow":
         model_version = inference.engine_version(profile)
         max_tokens = min(int(pack.sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
@@ -181,6 +181,7 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
         window = conversation_window(conversation=reply.conversation, history=_history(reply),
                                      user_text=user_message.content, profile=profile, max_tokens=max_tokens)
         context = window.gauge
+        memory = {"window_start": window.window_start, "summary_regenerated": window.summary_regenerated}
         if window.build.trimmed:
             bus.publish(reply_id, "context_trimmed", window.trimmed_event())
         finish_reason, usage, produced = _stream(reply_id, worker, bus, stage, window.build.messages,
@@ -204,7 +205,8 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
         _audit(reply, "turn.completed", verdicts, raw={"answer": stage.raw("answer"),
                                                        "reasoning": stage.raw("reasoning")})
     done = {"message_id": reply_id, "content": content, "reasoning": reply.reasoning,
-            "finish_reason": finish_reason, "usage": usage, "disclaimer": disclaimer, "context": context}
+            "finish_reason": finish_reason, "usage": usage, "disclaimer": disclaimer, "context": context,
+            "memory": memory}
     if escalated:
         done["escalation"] = {"kind": reply.escalation_kind or "human", "text": preface}
     bus.publish(reply_id, "done", done)

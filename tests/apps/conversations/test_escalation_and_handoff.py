@@ -6,6 +6,7 @@ The engine is the stand-in: an escalated turn must not call it at all.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -62,12 +63,17 @@ def _conversation_frames(client, conversation_id, count, headers=None):
                 return frames
         return frames
 
-    return async_to_sync(collect)()
+    async def bounded():  # the stream never ends by itself: a missing event must fail, not hang
+        return await asyncio.wait_for(collect(), timeout=10)
+
+    return async_to_sync(bounded)()
 
 
-def test_talk_to_a_human_queues_a_request_and_the_experts_reply_arrives_live(customer_client, medical_id):
+def test_talk_to_a_human_queues_a_request_and_the_experts_reply_arrives_live(
+        customer_client, medical_id, django_capture_on_commit_callbacks):
     url = f"/chat/api/conversations/{medical_id}/handoff"
-    first = _post(customer_client, url, {"reason": "I would rather ask a nurse"})
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _post(customer_client, url, {"reason": "I would rather ask a nurse"})
     assert first.status_code == 201 and first.json()["status"] == "open"
     assert _post(customer_client, url).json()["id"] == first.json()["id"]  # one open request at a time
     queue = HandoffRequest.objects.filter(tenant=demo_tenant_get(), status=HandoffStatus.OPEN)
@@ -75,8 +81,9 @@ def test_talk_to_a_human_queues_a_request_and_the_experts_reply_arrives_live(cus
     assert AuditRecord.objects.filter(event="escalation.requested", subject=medical_id).count() == 1
 
     nurse = user_create(tenant=demo_tenant_get(), username="nurse", password="x" * 12, validate=False)
-    message = human_reply_post(conversation=Conversation.objects.get(pk=medical_id), expert=nurse,
-                               text="Hello, I am a nurse on the care team. How can I help?")
+    with django_capture_on_commit_callbacks(execute=True):
+        message = human_reply_post(conversation=Conversation.objects.get(pk=medical_id), expert=nurse,
+                                   text="Hello, I am a nurse on the care team. How can I help?")
     assert message.engine_profile == "human" and HandoffRequest.objects.get().status == HandoffStatus.ANSWERED
     frames = _conversation_frames(customer_client, medical_id, 2)
     assert [f["event"] for f in frames] == ["handoff.requested", "human.message"]
