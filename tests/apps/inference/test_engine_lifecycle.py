@@ -37,14 +37,17 @@ def test_engine_is_loaded_once_even_when_threads_race(fresh_engines, monkeypatch
     assert inference.engine_get("r1") is results[0] and inference.engine_loaded("r1")
 
 
-def test_unknown_profile_and_missing_checkpoint_are_clear_errors(fresh_engines, settings, tmp_path):
+def test_unknown_profile_and_missing_checkpoint_are_clear_errors(fresh_engines, settings, tmp_path, caplog):
     with pytest.raises(ApplicationError) as bad_profile:
         inference.engine_get("r2")
     assert bad_profile.value.code == ErrorCode.VALIDATION
     settings.VERITY_MODEL = str(tmp_path / "nowhere")
-    with pytest.raises(ApplicationError) as missing:
+    with caplog.at_level("ERROR"), pytest.raises(ApplicationError) as missing:
         inference.engine_get("r1")
-    assert missing.value.code == ErrorCode.ENGINE_UNAVAILABLE and "nowhere" in missing.value.message
+    assert missing.value.code == ErrorCode.ENGINE_UNAVAILABLE
+    # the operator's log names the missing checkpoint; the customer's error never shows server paths
+    assert "nowhere" not in missing.value.message and "not available" in missing.value.message
+    assert any("nowhere" in r.getMessage() and "prepare-bundled" in r.getMessage() for r in caplog.records)
     described = inference.engine_describe()
     assert described["ok"] is False and described["checkpoint_present"] is False
 
