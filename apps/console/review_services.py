@@ -21,8 +21,8 @@ from django.utils import timezone
 from apps.audit.services import audit_append
 from apps.console.models import ReviewItem, ReviewNote, ReviewReason, ReviewStatus
 from apps.conversations import models as conversation_models
-from apps.conversations.models import Conversation, Message, Role, Status
-from apps.conversations.streams import stream_bus
+from apps.conversations.actions import human_reply_post
+from apps.conversations.models import Message, Role, Status
 from apps.core.errors import ApplicationError, ErrorCode
 
 HUMAN_PROFILE = "human"
@@ -171,28 +171,12 @@ def review_item_resolve(*, item: ReviewItem, actor: Any, text: Any = "") -> Revi
     return item
 
 
-def conversation_stream_key(conversation_id: Any) -> str:
-    return f"conversation:{conversation_id}"
-
-
 def review_human_reply(*, item: ReviewItem, actor: Any, text: Any) -> Message:
-    """Answer the customer inside the conversation as a human; stored, audited, then published live."""
-    body = _text(text, "text")
-    conversation: Conversation = item.conversation
-    name = actor.get_full_name() or actor.get_username()
+    """Answer the customer inside the conversation as a human.
+
+    The conversations service stores, audits and publishes the message (and closes any open
+    "talk to a human" request); the console only adds the reply to the item's review notes."""
     with transaction.atomic():
-        message = Message.objects.create(
-            conversation=conversation, role=Role.ASSISTANT, status=Status.COMPLETE, content=body,
-            pack_version=conversation.pack_version, engine_profile=HUMAN_PROFILE,
-            model_version=f"human:{actor.get_username()}"[:200], finish_reason="human",
-            verdicts=[{"stage": "human", "rule": "expert_reply", "action": "allow", "score": 1.0,
-                       "latency_ms": 0.0}],
-            completed_at=timezone.now(),
-        )
-        ReviewNote.objects.create(item=item, author=actor, kind="reply", text=body)
-        _audit("review.human_reply", item, actor, message=str(message.id), content=body)
-        payload = {"message_id": str(message.id), "conversation_id": str(conversation.id), "content": body,
-                   "author": "human", "name": name, "created_at": message.created_at.isoformat()}
-        transaction.on_commit(lambda: stream_bus().publish(conversation_stream_key(conversation.id),
-                                                           "human.message", payload))
+        message = human_reply_post(conversation=item.conversation, expert=actor, text=text)
+        ReviewNote.objects.create(item=item, author=actor, kind="reply", text=message.content)
     return message

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -101,28 +101,46 @@ def _done_from_record(reply: Any) -> tuple[str, dict[str, Any]]:
                     "context": context_gauge(reply.conversation)}
 
 
-async def _event_stream(reply_id: str, after: str | None) -> AsyncIterator[bytes]:
+async def sse_relay(key: str, after: str | None, *,
+                    on_idle: Callable[[], Awaitable[tuple[str, dict] | None]] | None = None,
+                    ) -> AsyncIterator[bytes]:
+    """Relay a stream-bus key as SSE frames, with heartbeats so proxies keep the connection open.
+
+    Ends after a terminal event (`done`/`error`), or when `on_idle` (asked whenever no event came)
+    returns a final `(event, data)` rebuilt from the stored record; without `on_idle` it runs until
+    the client goes away (the conversation stream)."""
     bus = stream_bus()
     heartbeat_s = settings.VERITY_SSE_HEARTBEAT_S
     last_sent = time.monotonic()
     yield b"retry: 2000\n\n"
     while True:
-        events = await bus.aread(reply_id, after, 1000)
+        events = await bus.aread(key, after, 1000)
         for event_id, event, data in events:
             after = event_id
             yield _frame(event_id, event, data)
             last_sent = time.monotonic()
             if event in TERMINAL_EVENTS:
                 return
-        if not events:
-            reply = await sync_to_async(_reply_reload)(reply_id)
-            if reply is not None and reply.status in TERMINAL_STATUSES:
-                event, data = _done_from_record(reply)
-                yield _frame("0-1", event, data)
-                return
-            if time.monotonic() - last_sent >= heartbeat_s:
-                yield b": heartbeat\n\n"
-                last_sent = time.monotonic()
+        if events:
+            continue
+        final = await on_idle() if on_idle is not None else None
+        if final is not None:
+            yield _frame("0-1", *final)
+            return
+        if time.monotonic() - last_sent >= heartbeat_s:
+            yield b": heartbeat\n\n"
+            last_sent = time.monotonic()
+
+
+def _event_stream(reply_id: str, after: str | None) -> AsyncIterator[bytes]:
+    async def finished_record() -> tuple[str, dict] | None:
+        # The worker may have finished while nobody listened (or its events expired): answer from the DB.
+        reply = await sync_to_async(_reply_reload)(reply_id)
+        if reply is not None and reply.status in TERMINAL_STATUSES:
+            return _done_from_record(reply)
+        return None
+
+    return sse_relay(reply_id, after, on_idle=finished_record)
 
 
 def _reply_reload(reply_id: str) -> Any:

@@ -7,11 +7,7 @@ an open chat page keeps subscribed. Views parse and authorise, then call one ser
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -23,8 +19,8 @@ from apps.conversations.actions import (
     reply_regenerate,
 )
 from apps.conversations.selectors import conversation_get_for_user, message_get_for_user, reply_get_for_user
-from apps.conversations.streams import conversation_stream_key, event_id_check, stream_bus
-from apps.conversations.views import _frame, _require_user
+from apps.conversations.streams import conversation_stream_key, event_id_check
+from apps.conversations.views import _require_user, sse_relay
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.core.http import error_response, json_body
 
@@ -76,23 +72,6 @@ def handoff_api(request: HttpRequest, conversation_id: str) -> JsonResponse:
                          "created_at": handoff.created_at.isoformat()}, status=201)
 
 
-async def _conversation_stream(key: str, after: str | None) -> AsyncIterator[bytes]:
-    """Relay the conversation's events until the page goes away; heartbeats keep proxies from closing it."""
-    bus = stream_bus()
-    heartbeat_s = settings.VERITY_SSE_HEARTBEAT_S
-    last_sent = time.monotonic()
-    yield b"retry: 2000\n\n"
-    while True:
-        events = await bus.aread(key, after, 1000)
-        for event_id, event, data in events:
-            after = event_id
-            yield _frame(event_id, event, data)
-            last_sent = time.monotonic()
-        if not events and time.monotonic() - last_sent >= heartbeat_s:
-            yield b": heartbeat\n\n"
-            last_sent = time.monotonic()
-
-
 async def conversation_events(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """SSE of a conversation's own events, resumable with Last-Event-ID (header or `?last_event_id=`)."""
     if request.method != "GET":
@@ -106,7 +85,7 @@ async def conversation_events(request: HttpRequest, conversation_id: str) -> Htt
     except ApplicationError as exc:
         return error_response(exc)
     key = conversation_stream_key(conversation.id)
-    response = StreamingHttpResponse(_conversation_stream(key, after), content_type="text/event-stream")
+    response = StreamingHttpResponse(sse_relay(key, after), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response

@@ -56,8 +56,8 @@ def test_assign_annotate_resolve_are_audited(staff, make_flagged):
 def test_human_reply_reaches_the_conversation_and_its_stream(staff, make_flagged,
                                                             django_capture_on_commit_callbacks):
     from apps.console.models import ReviewItem
-    from apps.console.review_services import conversation_stream_key, review_queue_sync
-    from apps.conversations.streams import stream_bus
+    from apps.console.review_services import review_queue_sync
+    from apps.conversations.streams import conversation_stream_key, stream_bus
 
     reply = make_flagged(staff.tenant, staff.users["customer"], input_action="escalate")
     review_queue_sync(tenant=staff.tenant)
