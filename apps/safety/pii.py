@@ -26,9 +26,10 @@ REDACT = "redact"
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                     r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_CARD = re.compile(r"(?<![\d+-])(?:\d[ -]?){12,18}\d(?![\d-])")  # "+": a phone's country code
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\d-])")
+_PHONE_REGIONS = ("US", "GB", "DE")
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|social security|social-security|tax id|taxpayer|itin)\b", re.I)
 
 # ISO 13616 lengths of the countries our tenants see most; others only need mod-97.
@@ -90,8 +91,9 @@ def _pattern_entities(text: str) -> list[Finding]:
         # Nine bare digits are an SSN only with context; the dashed form is distinctive enough.
         if sep or _SSN_CONTEXT.search(text[max(0, match.start() - 60): match.start()]):
             found.append(Finding("pii.us_ssn", REDACT, 1.0, match.start(), match.end(), "US_SSN"))
-    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
-        found.append(Finding("pii.phone", REDACT, 0.9, match.start, match.end, "PHONE_NUMBER"))
+    for region in _PHONE_REGIONS:  # national formats parse only in their region; _resolve drops repeats
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+            found.append(Finding("pii.phone", REDACT, 0.9, match.start, match.end, "PHONE_NUMBER"))
     return found
 
 

@@ -1,4 +1,4 @@
-"""`manage.py audit_verify`: recompute the hash chain; exit 1 naming the first broken record."""
+"""`manage.py audit_verify`: recompute the hash chain; exit 1 naming the first broken record and what happened."""
 
 from __future__ import annotations
 
