@@ -12,7 +12,10 @@ R1 rules, applied before rendering when the template is a DeepSeek-R1 one (DeepS
 - earlier reasoning never goes back into the prompt: `reasoning_content`/`thinking`/`reasoning` keys
   are removed and `<think>...</think>` is cut from assistant content (keeping what follows, as R1's
   own template does with `content.split('</think>')[-1]`, so ids stay identical to transformers');
-- no system prompt: each system message's text moves to the start of the next user turn;
+- no system prompt: each system message's text moves to the start of the next user turn. This one
+  changes the ids a template would give, so it is opt-in (`instructions_in_user_turn=True`): the engine
+  applies it to the prompts it generates from, while `render` by default stays token-exact with
+  transformers' `apply_chat_template`, system messages included;
 - the generation prompt ends with `<think>\\n` (added when the template does not write it itself).
 """
 
@@ -125,13 +128,14 @@ def _strip_reasoning(content: str) -> str:
     return content
 
 
-def apply_r1_rules(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def apply_r1_rules(messages: list[dict[str, Any]], *, instructions_in_user_turn: bool = True,
+                   ) -> list[dict[str, Any]]:
     """The DeepSeek-R1 history rules (module docstring); returns new message dicts."""
     out: list[dict[str, Any]] = []
     waiting_system: list[str] = []
     for message in messages:
         message = {k: v for k, v in message.items() if k not in _REASONING_KEYS}
-        if message["role"] == "system":
+        if message["role"] == "system" and instructions_in_user_turn:
             waiting_system.append(message["content"])
             continue
         if message["role"] == "assistant" and isinstance(message.get("content"), str):
@@ -184,12 +188,13 @@ class ChatFormat:
         return ("<｜Assistant｜>" in template and CLOSE_TAG in template
                 and re.search(r"\bthinking\b", template) is None)
 
-    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-               **template_kwargs: Any) -> str:
-        """The prompt text for `messages`; for R1 checkpoints with the R1 rules applied."""
+    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, *,
+               instructions_in_user_turn: bool = False, **template_kwargs: Any) -> str:
+        """The prompt text for `messages`; for R1 checkpoints with the R1 rules applied (system messages
+        folded into the next user turn only with `instructions_in_user_turn=True`)."""
         clean = validate_messages(messages)
         if self.is_r1:
-            clean = apply_r1_rules(clean)
+            clean = apply_r1_rules(clean, instructions_in_user_turn=instructions_in_user_turn)
         clean = [_alias_reasoning(m) for m in clean]
         context = {**self._context, **template_kwargs}
         try:

@@ -77,7 +77,8 @@ class ChatRenderer:
         return suffix or (self.tokenizer.eos_token or "")
 
     def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        text = self.chat.render(messages, add_generation_prompt=True)
+        # as the engine prompts at serving time (R1: instructions in the user turn)
+        text = self.chat.render(messages, add_generation_prompt=True, instructions_in_user_turn=True)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def completion_text(self, reasoning: str, answer: str) -> str:

