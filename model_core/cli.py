@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--dest", default="var/models/smollm2-135m-instruct")
     prep.add_argument("--no-progress", action="store_true")
     prep.set_defaults(func=cmd_prepare_bundled)
+
+    from model_core.train.__main__ import register  # `train --recipe ...` and `eval` (issue 9)
+
+    register(sub)
     return parser
 
 

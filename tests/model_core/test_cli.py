@@ -68,3 +68,9 @@ def test_prepare_bundled_converts_once_then_skips(tmp_path, smollm2_gguf):
     assert second.returncode == 0 and "already present" in second.stdout
     inspect = run("inspect", str(dest), "--json")
     assert json.loads(inspect.stdout)["layers"] == 30
+
+
+def test_training_commands_are_part_of_the_cli():
+    train, evaluate = run("train", "--help"), run("eval", "--help")
+    assert train.returncode == 0 and "--recipe" in train.stdout and "r1-domain" in train.stdout
+    assert evaluate.returncode == 0 and "--adapter" in evaluate.stdout
