@@ -5,9 +5,12 @@
 Sets up a throwaway PostgreSQL database, a Redis key prefix and Celery queue of its own, starts a Celery
 worker (threads pool) with the bundled model and uvicorn, issues a key, and prints a table:
 - throughput (requests/s) and p50/p99 latency at `--concurrency` clients;
-- at concurrency 1: p50 client latency, p50 generation time (reply row created -> completed, i.e.
-  Celery hand-off + engine), and the API's own overhead per request = latency - generation (auth,
-  rate limit, parsing, safety input stage, storing the turn, following the stream, shaping the body).
+- the API's own overhead per request = latency - generation, where generation is the reply row's
+  created -> completed time (Celery hand-off + prompt + engine + output stage + audit: the worker's
+  share) and the overhead is the web side's (auth, rate limit, parsing, safety input stage, storing the
+  turn, following the stream, shaping the body, billing); p50 at concurrency 1 (the target's figure)
+  and at `--concurrency`;
+- the targets beside the figures: >= 100 requests/s, <= 15 ms p50 overhead.
 Everything it started is stopped and the database dropped at the end.
 """
 
@@ -107,37 +110,48 @@ def main() -> int:
             message = response.json().get("verity", {}).get("message_id", "") if response.status_code == 200 else ""
             return elapsed, message, response.status_code
 
+        def lifetimes(results: list[tuple[float, str, int]]) -> list[float]:
+            """Reply created -> completed, per request (Celery hand-off + prompt + engine + output stage + audit)."""
+            ids = [message_id for _, message_id, status in results if status == 200]
+            rows = dict(db.execute("SELECT id::text, EXTRACT(EPOCH FROM completed_at - created_at) "
+                                   "FROM conversations_message WHERE id::text = ANY(%s)", [ids]).fetchall())
+            return [float(rows[message_id]) for message_id in ids]
+
         sequential = [one(i) for i in range(args.sequential)]
-        generation = []
-        for _, message_id, _ in sequential:
-            row = db.execute("SELECT EXTRACT(EPOCH FROM completed_at - created_at) FROM conversations_message "
-                             "WHERE id = %s", [message_id]).fetchone()
-            generation.append(float(row[0]))
-        overhead = [total - gen for (total, _, _), gen in zip(sequential, generation, strict=True)]
+        generation = lifetimes(sequential)
+        overhead = [total - gen for total, gen in zip([t for t, _, s in sequential if s == 200], generation,
+                                                      strict=True)]
 
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             burst = list(pool.map(one, range(args.requests)))
         wall = time.perf_counter() - start
         ok = [t for t, _, status in burst if status == 200]
+        burst_overhead = [total - gen for total, gen in zip(ok, lifetimes(burst), strict=True)]
+        statuses = sorted({status for _, _, status in burst if status != 200})
 
+        load = os.getloadavg()
         print(f"\n/v1/chat/completions, max_tokens=1, model=finance (bundled SmolLM2-135M), "
-              f"{args.worker_threads} worker threads, {args.web_workers} uvicorn workers, {os.cpu_count()} CPUs")
-        print(f"{'measure':44} {'value':>12}")
-        print(f"{'-' * 44} {'-' * 12}")
+              f"{args.worker_threads} worker threads, {args.web_workers} uvicorn workers, {os.cpu_count()} CPUs, "
+              f"load average {load[0]:.1f} at the end{f', non-200 statuses {statuses}' if statuses else ''}")
+        print(f"{'measure':52} {'value':>10} {'target':>10}")
+        print(f"{'-' * 52} {'-' * 10} {'-' * 10}")
         rows = [
-            (f"requests/s at {args.concurrency} clients ({len(ok)}/{len(burst)} ok)", f"{len(ok) / wall:.1f}"),
-            ("p50 latency at concurrency (ms)", f"{pct(ok, 0.5) * 1000:.0f}"),
-            ("p99 latency at concurrency (ms)", f"{pct(ok, 0.99) * 1000:.0f}"),
-            ("p50 latency, sequential (ms)", f"{pct([t for t, _, _ in sequential], 0.5) * 1000:.1f}"),
-            ("p50 generation: reply created->done (ms)", f"{pct(generation, 0.5) * 1000:.1f}"),
-            ("p50 API overhead = latency - generation (ms)", f"{pct(overhead, 0.5) * 1000:.1f}"),
-            ("p99 API overhead (ms)", f"{pct(overhead, 0.99) * 1000:.1f}"),
+            (f"requests/s at {args.concurrency} clients ({len(ok)}/{len(burst)} ok)", f"{len(ok) / wall:.1f}",
+             ">= 100"),
+            (f"p50 latency at {args.concurrency} clients (ms)", f"{pct(ok, 0.5) * 1000:.0f}", ""),
+            (f"p99 latency at {args.concurrency} clients (ms)", f"{pct(ok, 0.99) * 1000:.0f}", ""),
+            (f"p50 API overhead at {args.concurrency} clients (ms)", f"{pct(burst_overhead, 0.5) * 1000:.1f}", ""),
+            ("p50 latency, sequential (ms)", f"{pct([t for t, _, _ in sequential], 0.5) * 1000:.1f}", ""),
+            ("p50 generation: reply created->done (ms)", f"{pct(generation, 0.5) * 1000:.1f}", ""),
+            ("p50 API overhead = latency - generation (ms)", f"{pct(overhead, 0.5) * 1000:.1f}", "<= 15"),
+            ("p99 API overhead, sequential (ms)", f"{pct(overhead, 0.99) * 1000:.1f}", ""),
         ]
-        for name, value in rows:
-            print(f"{name:44} {value:>12}")
-        print(f"target: >= 100 requests/s, <= 15 ms p50 overhead; mean overhead "
-              f"{statistics.mean(overhead) * 1000:.1f} ms")
+        for name, value, target in rows:
+            print(f"{name:52} {value:>10} {target:>10}")
+        print(f"mean API overhead, sequential: {statistics.mean(overhead) * 1000:.1f} ms. 'generation' is the "
+              f"worker's share (hand-off, prompt, engine, output stage, audit); the overhead is the web side's "
+              f"(auth, rate limit, parsing, safety input stage, storing the turn, following the stream, billing).")
         db.close()
         return 0
     finally:

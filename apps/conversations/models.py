@@ -85,6 +85,9 @@ class Message(BaseModel):
     # Regenerate: the old reply is kept (it was shown, it is a record) but no longer part of the chat.
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
+    # The sampling this reply is generated with: the pack's defaults with the request's validated
+    # overrides on top (temperature, top_p, max_tokens, stop, seed, response_format). Empty: pack defaults.
+    sampling = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ("created_at",)

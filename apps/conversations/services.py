@@ -35,7 +35,7 @@ from apps.conversations.models import TERMINAL_STATUSES, Conversation, Message, 
 from apps.conversations.streams import stream_bus
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.inference import services as inference
-from apps.prompt_packs.selectors import pack_published_get
+from apps.prompt_packs.selectors import pack_for_new_conversation
 from apps.safety.pipeline import SafetyPipeline
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,10 @@ def conversation_create(*, tenant: Any, user: Any, domain: str, profile: str = "
         raise ApplicationError(ErrorCode.VALIDATION, "Field 'domain' is required.", field="domain")
     if profile not in PROFILES:
         raise ApplicationError(ErrorCode.VALIDATION, f"Unknown engine profile {profile!r}.", field="profile")
-    pack = pack_published_get(domain=domain.strip())
+    conversation_id = uuid.uuid4()  # the canary share (if any) is a pure function of the id
+    pack = pack_for_new_conversation(domain=domain.strip(), key=conversation_id)
     return Conversation.objects.create(
+        id=conversation_id,
         tenant=tenant, user=user, domain=pack.domain, pack_version=pack, engine_profile=profile,
         title=title.strip()[:200],
     )
@@ -64,15 +66,19 @@ class TurnSubmitted:
     reply: Message
 
 
-def turn_submit(*, conversation: Conversation, text: Any) -> TurnSubmitted:
+def turn_submit(*, conversation: Conversation, text: Any, sampling: dict[str, Any] | None = None) -> TurnSubmitted:
     """Check the input, store the user message, a pending reply and its outbox row; enqueue on commit.
 
-    Raises ApplicationError (MESSAGE_EMPTY, MESSAGE_TOO_LONG, INVALID_ENCODING, VALIDATION) before
-    anything is written; a safety check that errors blocks the turn (the pipeline fails closed).
+    `sampling` holds a request's overrides (temperature, top_p, max_tokens, stop, seed,
+    response_format); they are validated and stored on the reply merged over the pack's defaults, and
+    the generation uses exactly that. Raises ApplicationError (MESSAGE_EMPTY, MESSAGE_TOO_LONG,
+    INVALID_ENCODING, VALIDATION naming the sampling field) before anything is written; a safety check
+    that errors blocks the turn (the pipeline fails closed).
     """
     from apps.conversations.dispatch import reply_enqueue  # dispatch imports this module
 
     pack = conversation.pack_version
+    reply_sampling = {**dict(pack.sampling or {}), **inference.sampling_validate(sampling)}
     decision = SafetyPipeline.for_pack(pack).check_input(text)
     with transaction.atomic():
         user_message = Message.objects.create(
@@ -83,7 +89,7 @@ def turn_submit(*, conversation: Conversation, text: Any) -> TurnSubmitted:
         reply = Message.objects.create(
             conversation=conversation, role=Role.ASSISTANT, status=Status.PENDING, reply_to=user_message,
             input_action=decision.action, preface=decision.message or "", pack_version=pack,
-            engine_profile=conversation.engine_profile,
+            engine_profile=conversation.engine_profile, sampling=reply_sampling,
             escalation_kind=(decision.escalation_kind or "human") if decision.action == "escalate" else "",
         )
         Outbox.objects.create(reply=reply, enqueued_at=timezone.now())
@@ -176,7 +182,9 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
     finish_reason, usage, model_version, produced, context, memory = "stop", {}, "", False, {}, {}
     if reply.input_action == "allow":
         model_version = inference.engine_version(profile)
-        max_tokens = min(int(pack.sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
+        # Replies stored before Message.sampling existed (or made by regenerate) use the pack's defaults.
+        sampling = dict(reply.sampling or pack.sampling or {})
+        max_tokens = min(int(sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
                          settings.VERITY_MAX_NEW_TOKENS)
         window = conversation_window(conversation=reply.conversation, history=_history(reply),
                                      user_text=user_message.content, profile=profile, max_tokens=max_tokens)
@@ -185,8 +193,8 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
         if window.build.trimmed:
             bus.publish(reply_id, "context_trimmed", window.trimmed_event())
         finish_reason, usage, produced = _stream(reply_id, worker, bus, stage, window.build.messages,
-                                                 pack.sampling, max_tokens, profile)
-        _publish(bus, reply_id, stage.finish())
+                                                 sampling, max_tokens, profile)
+        _publish(bus, reply_id, _without_disclaimer(stage) if structured_output(sampling) else stage.finish())
     if stage.blocked:
         finish_reason = "content_filter"
     answer = stage.answer_text if produced else ""
@@ -240,6 +248,21 @@ def _stream(reply_id: str, worker: str, bus: Any, stage: Any, messages: list[dic
         if close is not None:
             close()
     return finish_reason, usage, produced
+
+
+def structured_output(sampling: dict[str, Any] | None) -> bool:
+    """A reply constrained to JSON: its content must stay parseable, so the disclaimer travels beside it."""
+    response_format = (sampling or {}).get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema")
+
+
+def _without_disclaimer(stage: Any) -> list[Any]:
+    """The output stage's final emissions minus the appended disclaimer (still stored and sent in `done`)."""
+    emissions = stage.finish()
+    if stage.disclaimer and emissions and emissions[-1].kind == "answer" \
+            and emissions[-1].text == "\n\n" + stage.disclaimer:
+        emissions = emissions[:-1]
+    return emissions
 
 
 def _publish(bus: Any, reply_id: str, emissions: list[Any]) -> None:

@@ -5,6 +5,8 @@
 - `engine_describe()`: what /healthz reports about the model, without loading it.
 - `generation_stream(...)`: the conversation core's way to stream a reply; it builds SamplingParams
   here so that no other app touches model_core types.
+- `sampling_validate(overrides)`: a request's sampling overrides checked up front (before a turn is
+  stored), `response_format` included, without loading any weights.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,9 +121,33 @@ def token_count(text: str, *, profile: str = "r1") -> int:
     return len(engine_get(profile).tokenizer.encode(text))
 
 
+_COUNT_CACHE_SIZE = 1024
+_count_cache: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+_count_lock = threading.Lock()
+
+
 def chat_token_count(messages: list[dict[str, str]], *, profile: str = "r1") -> int:
-    """Tokens the engine will see for `messages` rendered with its chat template (prompt budgeting)."""
-    return len(engine_get(profile).render_chat(messages, add_generation_prompt=True))
+    """Tokens the engine will see for `messages` rendered with its chat template (prompt budgeting).
+
+    Memoised (bounded LRU): prompt budgeting counts the same window more than once per turn, and the
+    template render plus tokenisation of a pack's instructions is the costly part.
+    """
+    engine = engine_get(profile)
+    key = (profile, id(engine), *(tuple(sorted(m.items())) for m in messages))
+    try:
+        with _count_lock:
+            hit = _count_cache.get(key)
+            if hit is not None:
+                _count_cache.move_to_end(key)
+                return hit
+    except TypeError:  # an unhashable value (content parts): count it without the cache
+        return len(engine.render_chat(messages, add_generation_prompt=True))
+    count = len(engine.render_chat(messages, add_generation_prompt=True))
+    with _count_lock:
+        _count_cache[key] = count
+        if len(_count_cache) > _COUNT_CACHE_SIZE:
+            _count_cache.popitem(last=False)
+    return count
 
 
 def context_length(*, profile: str = "r1") -> int:
@@ -140,6 +168,80 @@ class Chunk:
     usage: dict[str, int] = field(default_factory=dict)
 
 
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(field_name: str, rule: str) -> ApplicationError:
+    return ApplicationError(ErrorCode.VALIDATION, f"'{field_name}' must be {rule}.", field=field_name)
+
+
+def sampling_validate(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A request's sampling overrides, checked as the engine will check them; unknown keys are refused.
+
+    Raises ApplicationError(VALIDATION, field=<key>). `response_format` json_object / json_schema is
+    compiled here (grammar only, no vocabulary or weights), so a schema the engine cannot enforce is a
+    400 before anything is stored; 'text' is the same as none.
+    """
+    clean: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in SAMPLING_KEYS:
+            raise ApplicationError(ErrorCode.VALIDATION, f"Unknown sampling parameter {key!r}.", field=key)
+        if key == "temperature" and not (_is_number(value) and 0 <= value <= 2):
+            raise _bad(key, "a number in [0, 2]")
+        if key == "top_p" and not (_is_number(value) and 0 < value <= 1):
+            raise _bad(key, "a number in (0, 1]")
+        if key == "max_tokens" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise _bad(key, "an integer >= 1")
+        if key == "seed" and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise _bad(key, "an integer")
+        if key == "stop":
+            value = [value] if isinstance(value, str) else value
+            if not (isinstance(value, list) and len(value) <= 4 and all(isinstance(v, str) and v for v in value)):
+                raise _bad(key, "a non-empty string or a list of at most 4 non-empty strings")
+            value = list(value)
+            if not value:
+                continue
+        if key == "response_format":
+            value = response_format_check(value)
+            if value is None:
+                continue
+        clean[key] = value
+    return clean
+
+
+def response_format_check(response_format: Any) -> dict[str, Any] | None:
+    """None for 'text'; the format itself when the engine can enforce it; ValidationError otherwise."""
+    if not isinstance(response_format, dict) or not isinstance(response_format.get("type"), str):
+        raise _bad("response_format", "an object with a string 'type'")
+    kind = response_format["type"]
+    if kind == "text":
+        return None
+    from model_core.constrained_grammar import Grammar
+    from model_core.constrained_schema import compile_json_object, compile_json_schema
+
+    try:
+        if kind == "json_object":
+            compile_json_object(Grammar())
+        elif kind == "json_schema":
+            spec = response_format.get("json_schema")
+            if not isinstance(spec, dict) or "schema" not in spec:
+                raise ValueError("response_format.json_schema must be an object with a 'schema'")
+            compile_json_schema(Grammar(), spec["schema"])
+        else:
+            raise ValueError(f"unsupported response_format type {kind!r} (expected 'text', 'json_object' "
+                             "or 'json_schema')")
+    except Exception as exc:  # noqa: BLE001 - partner input: any failure to compile it is a refusal, not a 500
+        raise ApplicationError(ErrorCode.VALIDATION, f"response_format cannot be enforced: {exc}",
+                               field="response_format") from exc
+    return response_format
+
+
 def _sampling_params(sampling: dict[str, Any], max_tokens: int) -> Any:
     from model_core import SamplingParams
 
@@ -147,15 +249,24 @@ def _sampling_params(sampling: dict[str, Any], max_tokens: int) -> Any:
         else set(sampling)
     kwargs = {key: value for key, value in (sampling or {}).items() if key in names}
     kwargs["max_tokens"] = max_tokens
+    if kwargs.get("response_format") is not None and kwargs["response_format"].get("type") == "text":
+        kwargs["response_format"] = None
     try:
         return SamplingParams(**kwargs)
     except ValueError as exc:
-        raise ApplicationError(ErrorCode.VALIDATION, f"Bad sampling parameters: {exc}") from exc
+        field_name = str(exc).split(" ", 1)[0] if str(exc).split(" ", 1)[0] in names else None
+        raise ApplicationError(ErrorCode.VALIDATION, f"Bad sampling parameters: {exc}", field=field_name) from exc
 
 
 def generation_stream(*, messages: list[dict[str, str]], sampling: dict[str, Any], max_tokens: int,
                       profile: str = "r1") -> Iterator[Chunk]:
-    """Stream a chat completion as Chunks; ContextLengthError becomes a 400 ApplicationError."""
+    """Stream a chat completion as Chunks.
+
+    `sampling` holds SamplingParams fields (temperature, top_p, seed, stop, response_format, ...);
+    unknown keys are ignored, `max_tokens` is the argument. ContextLengthError becomes
+    CONTEXT_LENGTH_EXCEEDED; a response_format the engine refuses (its ValueError, raised before any
+    compute) becomes VALIDATION with field "response_format".
+    """
     engine = engine_get(profile)
     params = _sampling_params(sampling, max_tokens)
     from model_core.errors import ContextLengthError
@@ -163,10 +274,19 @@ def generation_stream(*, messages: list[dict[str, str]], sampling: dict[str, Any
     # Engine.stream is safe from several threads at once (per-request cache and sampler, shared weights),
     # so the worker's threads share one engine without a lock.
     try:
-        for event in engine.stream(messages, params):
+        events = engine.stream(messages, params)
+    except ContextLengthError as exc:
+        raise ApplicationError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc)) from exc
+    except ValueError as exc:  # the constraint is built up front: an unenforceable format fails here
+        raise ApplicationError(ErrorCode.VALIDATION, f"response_format cannot be enforced: {exc}",
+                               field="response_format") from exc
+    try:
+        for event in events:
             if event.kind == "finish":
                 yield Chunk("finish", finish_reason=event.finish_reason, usage=dict(event.usage or {}))
             elif event.text:
                 yield Chunk(event.kind, event.text)
-    except ContextLengthError as exc:
-        raise ApplicationError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc)) from exc
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:  # frees the engine's slot when the caller stops early (cancel, disconnect)
+            close()

@@ -1,16 +1,17 @@
 """Chat completions through the conversation core: parse an OpenAI-style request, submit it as a turn,
-wait for or stream the reply, and shape the result the way OpenAI (and DeepSeek's reasoning models) do.
+then wait for or stream the reply (`apps.partner_api.replies` follows and shapes it).
 
 Every completion is a conversation turn: `turn_submit` runs the safety input stage and stores the turn,
 the worker generates through the safety output stage and appends the audit record. A request without a
 `conversation` gets a new conversation; its earlier `messages` are stored as that conversation's history
 (user turns pass the input stage too), `reasoning_content` a client sends back is dropped (R1 rule).
+Sampling fields (temperature, top_p, max_tokens, stop, seed, response_format) go to `turn_submit`, which
+validates them and stores them on the reply; the generation uses exactly those.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,9 @@ from django.db import transaction
 from apps.apikeys.models import ApiKey
 from apps.conversations.models import Conversation, Message, Role, Status
 from apps.conversations.services import conversation_create, turn_submit
-from apps.conversations.streams import TERMINAL_EVENTS, stream_bus
 from apps.partner_api.errors import PartnerApiError, invalid
 from apps.partner_api.models import PartnerConversation
+from apps.partner_api.replies import completion_body, completion_chunks, reply_wait
 from apps.partner_api.selectors import model_resolve, partner_conversation_get
 from apps.partner_api.services import (
     completion_account,
@@ -36,7 +37,6 @@ from apps.safety.pipeline import SafetyPipeline
 
 HISTORY_ROLES = {"user", "assistant"}
 INSTRUCTION_ROLES = {"system", "developer"}
-FINISH_REASONS = {"stop", "length", "content_filter"}
 
 
 @dataclass
@@ -70,10 +70,8 @@ def _content_text(content: Any, where: str) -> str:
 
 def completion_request_parse(*, data: dict[str, Any], api_key: ApiKey) -> CompletionRequest:
     """Turn validated request fields into a CompletionRequest; 400/404 for what the core cannot serve."""
-    if data.get("response_format") and data["response_format"].get("type", "text") != "text":
-        raise PartnerApiError(400, "unsupported", "response_format json_object / json_schema is not supported "
-                              "by the engine yet; omit it or use type 'text'.", param="response_format")
-    domain, profile = model_resolve(model=data["model"], api_key=api_key)
+    # The published pack is fetched by conversation_create (or the conversation pins one): no lookup here.
+    domain, profile = model_resolve(model=data["model"], api_key=api_key, published_check=False)
     instructions, turns = [], []
     for index, message in enumerate(data["messages"]):
         where = f"messages[{index}]"
@@ -98,6 +96,9 @@ def completion_request_parse(*, data: dict[str, Any], api_key: ApiKey) -> Comple
         sampling["max_tokens"] = max_tokens
     if data.get("stop"):
         sampling["stop"] = [data["stop"]] if isinstance(data["stop"], str) else list(data["stop"])
+    if data.get("response_format") is not None:
+        # Checked (and json_schema compiled) by turn_submit before anything is stored: 400 naming the param.
+        sampling["response_format"] = data["response_format"]
     return CompletionRequest(model=data["model"], domain=domain, profile=profile, text=text, history=turns,
                              sampling=sampling, stream=bool(data.get("stream")),
                              conversation_id=data.get("conversation"))
@@ -159,152 +160,8 @@ def completion_submit(*, request: CompletionRequest, api_key: ApiKey) -> Submitt
             PartnerConversation.objects.create(conversation=conversation, tenant=api_key.tenant,
                                                partner_app=api_key.partner_app, api_key=api_key)
             _history_store(conversation=conversation, turns=request.history)
-        submitted = turn_submit(conversation=conversation, text=request.text)
+        submitted = turn_submit(conversation=conversation, text=request.text, sampling=request.sampling)
     return Submitted(conversation=conversation, reply=submitted.reply)
-
-
-def _timeout_s() -> float:
-    return float(getattr(settings, "VERITY_PARTNER_TIMEOUT_S", 300))
-
-
-def reply_wait(*, reply_id: Any) -> Message:
-    """Block until the reply is finished (its `done`/`error` event), then return the stored message."""
-    bus, after = stream_bus(), None
-    deadline = time.monotonic() + _timeout_s()
-    while time.monotonic() < deadline:
-        events = bus.read(str(reply_id), after, 1000)
-        for event_id, event, _data in events:
-            after = event_id
-            if event in TERMINAL_EVENTS:
-                return _reply_final(reply_id)
-        if not events:  # the stream may have expired: the database is the record
-            reply = Message.objects.get(pk=reply_id)
-            if reply.status in (Status.COMPLETE, Status.FAILED):
-                return _reply_final(reply_id)
-    raise PartnerApiError(504, "timeout", "The reply did not finish in time; retry with the same "
-                          "Idempotency-Key to pick it up.")
-
-
-def _reply_final(reply_id: Any) -> Message:
-    reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
-    if reply.status == Status.FAILED:
-        raise reply_error(reply.error or {})
-    return reply
-
-
-def _expired_stream_replay_ready(reply_id: Any) -> bool:
-    return Message.objects.filter(pk=reply_id, status__in=(Status.COMPLETE, Status.FAILED)).exists()
-
-
-def _reply_final_or_none(reply_id: Any) -> Message | None:
-    reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
-    return reply if reply.status == Status.COMPLETE else None
-
-
-def reply_error(error: dict[str, Any]) -> PartnerApiError:
-    code, message = error.get("code", "internal_error"), error.get("message", "Generation failed.")
-    status = {"engine_unavailable": 503, "context_length_exceeded": 400, "validation_error": 400}.get(code, 500)
-    return PartnerApiError(status, code, message)
-
-
-def finish_reason(reply: Message) -> str:
-    if reply.input_action == "block" or reply.finish_reason == "content_filter":
-        return "content_filter"
-    return reply.finish_reason if reply.finish_reason in FINISH_REASONS else "stop"
-
-
-def usage_of(reply: Message) -> dict[str, int]:
-    usage = reply.usage or {}
-    prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def verity_extra(reply: Message) -> dict[str, Any]:
-    """Verity's own account of the turn: the safety verdicts, escalation, disclaimer and record ids."""
-    return {
-        "conversation_id": str(reply.conversation_id), "message_id": str(reply.id),
-        "input_action": reply.input_action, "verdicts": reply.verdicts or [],
-        "disclaimer": reply.disclaimer or None, "pack_version": reply.pack_version.version,
-    }
-
-
-def completion_id(reply_id: Any) -> str:
-    return f"chatcmpl-{str(reply_id).replace('-', '')}"
-
-
-def completion_body(*, reply: Message, model: str) -> dict[str, Any]:
-    """The non-streaming response; `content` carries the disclaimer exactly as the stream shows it."""
-    content = reply.content + (f"\n\n{reply.disclaimer}" if reply.disclaimer else "")
-    return {
-        "id": completion_id(reply.id), "object": "chat.completion", "created": int(reply.created_at.timestamp()),
-        "model": model, "system_fingerprint": reply.model_version or None,
-        "choices": [{
-            "index": 0, "logprobs": None, "finish_reason": finish_reason(reply),
-            "message": {"role": "assistant", "content": content, "reasoning_content": reply.reasoning or None,
-                        "refusal": None},
-        }],
-        "usage": usage_of(reply),
-        "verity": verity_extra(reply),
-    }
-
-
-def _sse(payload: Any) -> bytes:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
-def completion_chunks(*, reply_id: Any, model: str, created: int, include_usage: bool = False,
-                      on_finish: Any = None) -> Iterator[bytes]:
-    """The reply as `chat.completion.chunk` SSE frames, from its first event, ending with `[DONE]`."""
-    cid, bus, after = completion_id(reply_id), stream_bus(), None
-
-    def chunk(delta: dict[str, Any], reason: str | None = None, **extra: Any) -> dict[str, Any]:
-        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}], **extra}
-
-    yield _sse(chunk({"role": "assistant", "content": ""}))
-    deadline, heartbeat = time.monotonic() + _timeout_s(), time.monotonic()
-    while time.monotonic() < deadline:
-        events = bus.read(str(reply_id), after, 1000)
-        for event_id, event, data in events:
-            after = event_id
-            if event == "reasoning.delta":
-                yield _sse(chunk({"reasoning_content": data.get("text", "")}))
-            elif event == "answer.delta":
-                yield _sse(chunk({"content": data.get("text", "")}))
-            elif event == "retract":  # no OpenAI equivalent: tell Verity-aware clients what to drop
-                yield _sse(chunk({}, verity={"event": "retract", "target": data.get("target", "answer")}))
-            elif event in TERMINAL_EVENTS:
-                try:
-                    reply = _reply_final(reply_id)
-                except PartnerApiError as exc:
-                    yield _sse(exc.body())
-                    return
-                if on_finish is not None:
-                    on_finish(reply)
-                usage = usage_of(reply)
-                yield _sse(chunk({}, finish_reason(reply), usage=usage, verity=verity_extra(reply)))
-                if include_usage:
-                    yield _sse({**chunk({}), "choices": [], "usage": usage})
-                yield b"data: [DONE]\n\n"
-                return
-        if events:
-            heartbeat = time.monotonic()
-        elif after is None and _expired_stream_replay_ready(reply_id):
-            # The event stream expired (TTL) but the reply is stored: replay it from the record.
-            reply = _reply_final_or_none(reply_id)
-            if reply is not None:
-                if reply.reasoning:
-                    yield _sse(chunk({"reasoning_content": reply.reasoning}))
-                content = reply.content + (f"\n\n{reply.disclaimer}" if reply.disclaimer else "")
-                yield _sse(chunk({"content": content}))
-                yield _sse(chunk({}, finish_reason(reply), usage=usage_of(reply), verity=verity_extra(reply)))
-                yield b"data: [DONE]\n\n"
-                return
-        elif time.monotonic() - heartbeat > settings.VERITY_SSE_HEARTBEAT_S:
-            heartbeat = time.monotonic()
-            yield b": keep-alive\n\n"
-    yield _sse(PartnerApiError(504, "timeout", "The reply did not finish in time.").body())
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ _SCHEMAS: dict[str, Any] = {
                            {"type": "null"}]},
         "seed": _nullable("integer"), "n": _nullable("integer", minimum=1, maximum=1),
         "user": {"type": "string", "maxLength": 256},
-        "response_format": {"type": ["object", "null"], "description": "only type 'text'; others are a 400"},
+        "response_format": {"type": ["object", "null"], "description": "type 'text', 'json_object' or 'json_schema' "
+                            "({'json_schema': {'name', 'schema'}}); a schema the engine cannot enforce is a 400 "
+                            "with param 'response_format'"},
         "logprobs": _nullable("boolean"), "tools": {"type": ["array", "null"], "maxItems": 0},
         "conversation": {"type": ["string", "null"], "format": "uuid",
                          "description": "Verity extension: continue a stored conversation"}}},

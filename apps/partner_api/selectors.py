@@ -17,9 +17,10 @@ from django.db.models import Q, QuerySet
 
 from apps.apikeys.models import ApiKey
 from apps.conversations.models import Conversation, Message
+from apps.core.errors import ApplicationError
 from apps.partner_api.errors import PartnerApiError, invalid, not_found
 from apps.partner_api.models import PartnerConversation
-from apps.prompt_packs.selectors import domains_list
+from apps.prompt_packs.selectors import domains_list, pack_published_get
 
 PROFILES = ("r1", "zero")
 DEFAULT_PROFILE = "r1"
@@ -51,14 +52,21 @@ def _model_not_found(model_id: Any) -> PartnerApiError:
                            "may not use it; GET /v1/models lists the models available to it.", param="model")
 
 
-def model_resolve(*, model: str, api_key: ApiKey) -> tuple[str, str]:
-    """`finance` / `finance-r1` / `finance-zero` -> (domain, profile) if this key may use it."""
+def model_resolve(*, model: str, api_key: ApiKey, published_check: bool = True) -> tuple[str, str]:
+    """`finance` / `finance-r1` / `finance-zero` -> (domain, profile) if this key may use it.
+
+    `published_check=False` skips the database: for callers that fetch the domain's published pack
+    next anyway (`conversation_create` raises UNKNOWN_DOMAIN, which /v1 renders as 404 model_not_found).
+    """
     domain, _, profile = model.partition("-")
     profile = profile or DEFAULT_PROFILE
     if profile not in PROFILES or not api_key.allows_domain(domain):
         raise _model_not_found(model)
-    if domain not in {d["slug"] for d in domains_list()}:
-        raise _model_not_found(model)
+    if published_check:
+        try:
+            pack_published_get(domain=domain)
+        except ApplicationError:
+            raise _model_not_found(model) from None
     return domain, profile
 
 

@@ -68,6 +68,40 @@ def inline_worker(monkeypatch: pytest.MonkeyPatch, fake_engine: Any) -> Any:
 
 
 @pytest.fixture
+def real_inline_worker(monkeypatch: pytest.MonkeyPatch, real_model: Any, settings: Any) -> Any:
+    """Generate each committed reply on a thread of the test process with the REAL bundled model.
+
+    The same `reply_generate` a Celery worker runs (safety output stage, audit), minus the broker, so
+    that sampling tests pay for the model load once per session instead of once per worker process.
+    New tokens are capped at 48 to keep the 2-core machine usable.
+    """
+    settings.VERITY_MAX_NEW_TOKENS = 48
+    from django.db import close_old_connections
+
+    from apps.conversations import dispatch
+    from apps.conversations.services import reply_generate
+
+    threads: list[threading.Thread] = []
+
+    def enqueue(reply_id: str) -> None:
+        def run() -> None:
+            close_old_connections()
+            try:
+                reply_generate(reply_id=reply_id)
+            finally:
+                close_old_connections()
+
+        thread = threading.Thread(target=run, daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    monkeypatch.setattr(dispatch, "reply_enqueue", enqueue)
+    yield
+    for thread in threads:
+        thread.join(timeout=120)
+
+
+@pytest.fixture
 def client_for(live_server: Any):
     """client_for(key) -> an unmodified openai.OpenAI pointed at the live server."""
     import openai

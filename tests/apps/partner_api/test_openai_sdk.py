@@ -97,7 +97,8 @@ def test_errors_are_the_sdks_typed_exceptions(issue, client_for):
 @pytest.mark.parametrize(("extra", "param"), [
     ({"n": 2}, "n"),
     ({"temperature": 3}, "temperature"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"stop": ["a", ""]}, "stop"),
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
@@ -121,3 +122,15 @@ def test_models_list_follows_the_keys_domains(issue, client_for):
     assert {"finance", "medical-zero", "legal-r1"} <= set(everything)
     with pytest.raises(openai.NotFoundError):
         client_for(key).chat.completions.create(model="medical", messages=QUESTION)
+
+
+def test_a_format_the_engine_refuses_at_generation_time_is_a_400(issue, inline_worker, client_for):
+    # The up-front check passes; the engine (stand-in here) still refuses when it builds the constraint.
+    from apps.core.errors import ApplicationError, ErrorCode
+
+    inline_worker.fail_with = ApplicationError(ErrorCode.VALIDATION, "response_format cannot be enforced: "
+                                               "the vocabulary cannot spell it", field="response_format")
+    with pytest.raises(openai.BadRequestError) as info:
+        client_for(issue()[0]).chat.completions.create(model="finance", messages=QUESTION,
+                                                       response_format={"type": "json_object"})
+    assert info.value.body["param"] == "response_format" and info.value.code == "invalid_request_error"
