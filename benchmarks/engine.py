@@ -14,6 +14,9 @@ cell runs in its own subprocess so load time and peak RSS are its own. Figures p
 - peak RSS (MiB).
 Plus the memory-bandwidth bound: bytes of weights read per decoded token against the GB/s this
 machine reaches in a large float matrix-vector product.
+
+`--suite batching` (benchmarks/engine_batching.py) measures R1's continuous batching, prefix cache and
+int8 against transformers and Zero on the bundled SmolLM2 instead.
 """
 
 from __future__ import annotations
@@ -135,11 +138,32 @@ def main() -> None:
     ap.add_argument("--decode-tokens", type=int, default=DECODE_TOKENS)
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--suite", default="default", choices=("default", "batching"))
+    ap.add_argument("--streams", default="1,4,16", help="batching suite: concurrent streams per cell")
+    ap.add_argument("--new-tokens", type=int, default=128, help="batching suite: tokens per stream")
+    ap.add_argument("--prefix-tokens", type=int, default=1500, help="batching suite: shared prefix for TTFT")
+    ap.add_argument("--answer-tokens", type=int, default=512, help="batching suite: Zero vs R1 answer length")
+    ap.add_argument("--cell", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.cell:
+        from engine_batching import cell
+
+        print(json.dumps(cell(json.loads(args.cell))))
+        return
+    if args.suite == "batching":
+        import torch
+        from engine_batching import run_suite
+
+        header = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.processor() or platform.machine()} · "
+                  f"{os.cpu_count()} CPUs · torch {torch.__version__} · {args.threads or torch.get_num_threads()} threads")
+        run_suite(__file__, str(model_path("smollm2")), streams=[int(n) for n in args.streams.split(",")],
+                  new_tokens=args.new_tokens, prefix_tokens=args.prefix_tokens, answer_tokens=args.answer_tokens,
+                  threads=args.threads, header=header)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.dtype, args.decode_tokens)))
         return

@@ -3,18 +3,22 @@
 Profiles (ARCHITECTURE.md, "Engines"):
 - "zero": the control. float32, reference attention, the whole sequence recomputed every step, a
   4,096-token window, raw text out (no reasoning split).
-- "r1": the production engine. A preallocated KV cache and torch's fused SDPA, the checkpoint's full
-  window, the output split into reasoning and answer at `</think>`.
+- "r1": the production engine. Continuous batching (model_core.scheduler: every request of the engine
+  shares one loop thread, one batched decode forward per step, chunked prefill, a prefix cache of KV
+  blocks), torch's fused SDPA, the checkpoint's full window, the output split into reasoning and
+  answer at `</think>`.
 
-The generation loop lives here, outside the model: `_tokens` yields sampled ids one at a time (the
-unit a continuous-batching scheduler will take over), `stream` turns them into text events through
-the incremental detokeniser, stop strings and the reasoning splitter.
+Token sources live outside the model: Zero's `_tokens` recomputes the whole sequence per token (the
+plain reference, no scheduler and no cache); R1 submits a `Sequence` to the scheduler and reads its
+queue. `stream` turns either into text events through the incremental detokeniser, stop strings and
+the reasoning splitter.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +29,11 @@ import torch
 from model_core.chat import ChatFormat
 from model_core.checkpoint import Checkpoint, load_checkpoint
 from model_core.errors import ContextLengthError
-from model_core.kv_cache import KVCache
+from model_core.prefix_cache import PrefixCache
 from model_core.reasoning import ReasoningSplitter, prompt_opens_reasoning
 from model_core.sampling import Sampler, SamplingParams, StopMatcher
+from model_core.scheduler import Scheduler
+from model_core.sequence import Sequence as Request
 from model_core.tokenizer import IncrementalDecoder, Tokenizer
 
 ZERO_CONTEXT = 4096
@@ -72,10 +78,13 @@ Prompt = Sequence[int] | Sequence[dict[str, Any]]
 
 
 class Engine:
-    """One loaded checkpoint under one profile. Safe to call from several threads at once: each request
-    has its own cache and sampler, and the weights are only read."""
+    """One loaded checkpoint under one profile. Safe to call from several threads at once: R1 requests
+    are batched by one scheduler thread, each with its own sampler; Zero requests run in the caller's
+    thread with their own state; the weights are only read."""
 
-    def __init__(self, checkpoint: Checkpoint, profile: Profile, *, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, checkpoint: Checkpoint, profile: Profile, *, dtype: torch.dtype, device: torch.device,
+                 prefix_cache: bool = True, prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16,
+                 max_batch_tokens: int = 512) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.config = checkpoint.config
@@ -90,14 +99,25 @@ class Engine:
         self.is_r1 = bool(template) and ChatFormat.detect_r1(template)
         self._chat: ChatFormat | None = None
         self.stop_token_ids = self._stop_ids()
+        self.scheduler: Scheduler | None = None
+        if profile.use_cache:
+            cache = PrefixCache(budget_bytes=prefix_cache_bytes) if prefix_cache else None
+            self.scheduler = Scheduler(self.model, self.config, dtype=dtype, device=device,
+                                       context_length=self.context_length, attention=profile.attention,
+                                       max_running=max_running, max_batch_tokens=max_batch_tokens,
+                                       prefix_cache=cache)
 
     @classmethod
     def load(cls, path: str | Path, profile: str = "r1", dtype: str = "float32", device: str = "cpu",
-             progress: bool = True, quantize: str | None = None) -> Engine:
+             progress: bool = True, quantize: str | None = None, *, prefix_cache: bool = True,
+             prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16, max_batch_tokens: int = 512) -> Engine:
         """Load a Hugging Face checkpoint directory or a .gguf file for the given profile.
 
         `quantize="int8"` (R1 only) swaps every linear layer and the embedding for per-channel int8
-        weight-only modules after loading (model_core.quantize)."""
+        weight-only modules after loading (model_core.quantize). R1's scheduler: at most `max_running`
+        sequences admitted at once, `max_batch_tokens` tokens computed per step (decode rows plus prompt
+        chunks), and a prefix cache of up to `prefix_cache_bytes` (off with `prefix_cache=False`).
+        Zero has no scheduler and no cache; these settings do not apply to it."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:
@@ -113,12 +133,18 @@ class Engine:
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize and profile == "zero":
             raise ValueError("quantize: the zero profile is the float32 reference and is never quantised")
-        checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
-        if quantize == "int8":
-            from model_core.quantize import quantize_model_int8
+        if quantize == "int8":  # quantised tensor by tensor while loading: no float model in memory
+            from model_core.quantize_load import load_checkpoint_int8
 
-            quantize_model_int8(checkpoint.model)
-        engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev)
+            checkpoint = load_checkpoint_int8(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
+        else:
+            checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
+        if profile == "r1" and not quantize:
+            from model_core.fast import use_decode_layout
+
+            use_decode_layout(checkpoint.model)  # weights stored [in, out]: faster matrix-vector decode
+        engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev, prefix_cache=prefix_cache,
+                     prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens)
         engine.quantization = quantize
         return engine
 
@@ -148,16 +174,21 @@ class Engine:
                                     eos_token=self.tokenizer.eos_token, is_r1=self.is_r1)
         return self._chat
 
-    def render_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
-        """Token ids of the conversation in the checkpoint's chat template (R1 rules for R1 checkpoints)."""
-        text = self.chat_format.render(messages, add_generation_prompt=add_generation_prompt)
+    def render_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True, *,
+                    instructions_in_user_turn: bool = False) -> list[int]:
+        """Token ids of the conversation in the checkpoint's chat template: exactly transformers'
+        `apply_chat_template` ids, with R1's reasoning rules for R1 checkpoints. With
+        `instructions_in_user_turn=True` an R1 checkpoint's system messages join the next user turn, as
+        DeepSeek asks for R1 (no system prompt); generate/stream apply that to chat prompts."""
+        text = self.chat_format.render(messages, add_generation_prompt=add_generation_prompt,
+                                       instructions_in_user_turn=instructions_in_user_turn)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence) or len(prompt) == 0:
             raise ValueError("prompt must be a non-empty list of token ids or of chat messages")
         if all(isinstance(m, dict) for m in prompt):
-            return self.render_chat(prompt)  # type: ignore[arg-type]
+            return self.render_chat(prompt, instructions_in_user_turn=True)  # type: ignore[arg-type]
         vocab = self.config.vocab_size
         for i, t in enumerate(prompt):
             if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab:
@@ -167,39 +198,28 @@ class Engine:
     # ------------------------------------------------------------------ the token loop
 
     @torch.inference_mode()
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, last: int) -> torch.Tensor:
-        return self.model(ids, positions, cache, attention=self.profile.attention, max_position=last)[0, -1]
-
-    def _tokens(self, prompt_ids: list[int], params: SamplingParams, sampler: Sampler | None) -> Iterator[int]:
-        """Sampled ids, one per step, until the caller stops asking or the window is full."""
+    def _tokens(self, prompt_ids: list[int], budget: int, sampler: Sampler | None) -> Iterator[int]:
+        """Zero's reference loop: the whole sequence recomputed for every sampled id."""
         dev = self.device
-        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        ids = list(prompt_ids)
         generated: list[int] = []
-
-        def pick(logits: torch.Tensor) -> int:
-            return int(logits.argmax()) if sampler is None else sampler.sample(logits, generated)
-
-        if not self.profile.use_cache:
-            ids = list(prompt_ids)
-            for _ in range(budget):
-                x = torch.tensor([ids], device=dev)
-                token = pick(self._forward(x, torch.arange(len(ids), device=dev)[None], None, len(ids) - 1))
-                generated.append(token)
-                ids.append(token)
-                yield token
-            return
-        cache = KVCache(self.config, len(prompt_ids) + budget, dtype=self.dtype, device=dev)
-        logits = self._forward(torch.tensor([prompt_ids], device=dev), torch.arange(len(prompt_ids), device=dev)[None],
-                               cache, len(prompt_ids) - 1)
-        position = len(prompt_ids)
-        for step in range(budget):
-            token = pick(logits)
+        for _ in range(budget):
+            logits = self.model(torch.tensor([ids], device=dev), torch.arange(len(ids), device=dev)[None], None,
+                                attention=self.profile.attention, max_position=len(ids) - 1)[0, -1]
+            token = int(logits.argmax()) if sampler is None else sampler.sample(logits, generated)
             generated.append(token)
+            ids.append(token)
             yield token
-            if step + 1 < budget:  # the last token needs no forward pass of its own
-                logits = self._forward(torch.tensor([[token]], device=dev), torch.tensor([[position]], device=dev),
-                                       cache, position)
-                position += 1
+
+    def metrics(self) -> dict[str, Any]:
+        """Engine-wide health figures (scheduler.Scheduler.metrics; Zero has no scheduler, so None there)."""
+        sched = self.scheduler.metrics() if self.scheduler is not None else None
+        return {"profile": self.profile.name, "scheduler": sched,
+                "running": sched["running"] if sched else 0, "waiting": sched["waiting"] if sched else 0,
+                "tokens_per_s": sched["tokens_per_s"] if sched else 0.0,
+                "kv_bytes": sched["kv_bytes"] if sched else 0,
+                "prefix_cache": sched["prefix_cache"] if sched else None,
+                "attention_entropy": sched["attention_entropy"] if sched else None}
 
     # ------------------------------------------------------------------ public generation
 
@@ -207,12 +227,16 @@ class Engine:
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
         """Text events (`reasoning`/`answer` deltas with the ids that produced them), then one `finish`.
         Setting `cancel` ends the stream at the next token with finish_reason "cancelled"."""
+        # an unenforceable schema or a prompt too long fails here, up front, before any compute
+        prompt_ids, params, processors = self._prepare(prompt, params)
+        return self._events(prompt_ids, params, cancel, processors)
+
+    def _prepare(self, prompt: Prompt, params: SamplingParams | None) -> tuple[list[int], SamplingParams, list[Any]]:
         params = params or self.default_params()
         prompt_ids = self._prompt_ids(prompt)
         if len(prompt_ids) >= self.context_length:
             raise ContextLengthError(len(prompt_ids), self.context_length, self.profile.name)
-        processors = self._constraint_processors(params)  # an unenforceable schema fails here, up front
-        return self._events(prompt_ids, params, cancel, processors)
+        return prompt_ids, params, self._constraint_processors(params)
 
     def default_params(self) -> SamplingParams:
         # DeepSeek's recommendation for R1 checkpoints; plain sampling otherwise.
@@ -229,14 +253,29 @@ class Engine:
         vocab = vocabulary_for_tokenizer(self.tokenizer, self.stop_token_ids)
         # R1 reasons freely inside <think>; the constraint applies to the answer after </think>.
         after = "</think>" if self.is_r1 and self.profile.split_reasoning else None
-        return [constraint_from_response_format(rf, vocab, (), after=after).processor]
+        # max_tokens: the constraint closes the value in time for the budget (constrained_budget)
+        return [constraint_from_response_format(rf, vocab, (), after=after, max_tokens=params.max_tokens).processor]
 
     def _events(self, prompt_ids: list[int], params: SamplingParams, cancel: threading.Event | None,
                 processors: list[Any] | None = None) -> Iterator[StreamEvent]:
+        """Start the request now (R1: submitted to the scheduler, so several streams created before any
+        is read run concurrently) and return its event generator."""
         started = time.perf_counter()
         sampler: Sampler | None = Sampler(params, processors or ())
         if params.is_greedy and not sampler.processors:
             sampler = None  # plain arg-max on the logits, no float copy or processor pass
+        stop_ids = self.stop_token_ids | set(params.stop_token_ids)
+        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        if self.scheduler is None:
+            return self._text_events(prompt_ids, params, cancel, self._tokens(prompt_ids, budget, sampler), started)
+        seq = Request(list(prompt_ids), budget, sampler, frozenset(stop_ids), cancel)
+        self.scheduler.submit(seq)
+        events = self._text_events(prompt_ids, params, cancel, seq.stream_tokens(), started)
+        weakref.finalize(events, seq.abandoned.set)  # a stream dropped unread still frees its slot
+        return events
+
+    def _text_events(self, prompt_ids: list[int], params: SamplingParams, cancel: threading.Event | None,
+                     tokens: Iterator[int], started: float) -> Iterator[StreamEvent]:
         stop_ids = self.stop_token_ids | set(params.stop_token_ids)
         decoder = IncrementalDecoder(self.tokenizer, prompt_ids)
         matcher = StopMatcher(params.stop)
@@ -260,7 +299,6 @@ class Engine:
                     yield StreamEvent(kind=kind, text=text, token_ids=pending_ids)
                     pending_ids = []
 
-        tokens = self._tokens(prompt_ids, params, sampler)
         try:
             for token in tokens:
                 if first_at is None:
@@ -280,6 +318,8 @@ class Engine:
                     break
         finally:
             tokens.close()
+        if finish == "length" and cancel is not None and cancel.is_set():
+            finish = "cancelled"  # the scheduler retired it before its next token
         if not matcher.stopped:
             text, _ = matcher.feed(decoder.flush())
             yield from emit(pieces(text + matcher.flush()))
@@ -298,8 +338,10 @@ class Engine:
         """One Result per prompt (a single prompt, token ids or messages, is accepted as well)."""
         if isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], int | dict):
             prompts = [prompts]  # type: ignore[list-item]
-        # Validate every prompt before spending compute on any of them.
-        streams = [self.stream(p, params) for p in prompts]
+        # Validate every prompt before spending compute on any of them; then all of them are submitted
+        # before any is read, so R1's scheduler runs them concurrently.
+        prepared = [self._prepare(p, params) for p in prompts]
+        streams = [self._events(ids, ps, None, procs) for ids, ps, procs in prepared]
         return [self._collect(s) for s in streams]
 
     @staticmethod

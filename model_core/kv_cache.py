@@ -5,8 +5,9 @@ request may reach, so a decode step writes one slot in place instead of concaten
 would copy the whole history every token). The model calls `update` per layer and `advance` once per
 forward pass; everything else (how long a sequence may grow, when to reset) belongs to the engine.
 
-The batch dimension is already there: the continuous-batching scheduler of issue 4 gives each running
-sequence a row, and a block manager can later replace this class behind the same two methods.
+The continuous-batching scheduler uses one of these per sequence while its prompt is prefilled
+(chunk by chunk); decoding sequences then share block_manager.DecodePool, whose `BatchView` has the
+same surface plus a per-row `attention_mask`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from model_core.config import ModelConfig
 
 class KVCache:
     """Keys and values of `batch` sequences of up to `max_len` tokens, for every layer."""
+
+    attention_mask = None  # every row has the same length: the model's causal masking suffices
 
     def __init__(self, config: ModelConfig, max_len: int, *, batch: int = 1, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> None:

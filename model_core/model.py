@@ -10,7 +10,8 @@ Features (numerics checked against transformers' modeling_qwen2.py / modeling_ll
 Two attention paths share the weights:
 - "reference": explicit softmax(q k^T / sqrt(d) + causal mask) v in float32 — the Zero profile and the
   slow path every fast path is tested against;
-- "sdpa": torch's scaled_dot_product_attention over a KV cache — the R1 profile.
+- "sdpa": torch's scaled_dot_product_attention over a KV cache — the R1 profile; when the cache
+  batches rows of different lengths it supplies a mask and `ragged_attention` applies it.
 
 Linear layers are plain `nn.Linear` (q/k/v fused into `wqkv`, gate/up into `w_gate_up`, which halves
 the kernel launches in decode) so an int8 quantiser can swap them module by module. The forward pass
@@ -104,6 +105,17 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=hkv != h)
 
 
+def ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fused attention for a batch of rows of different lengths: q [B,H,T,D], k/v [B,Hkv,S,D], `mask`
+    [B,1,T,S] boolean (True: the key is visible), supplied by the cache that padded the rows."""
+    b, h, t, d = q.shape
+    hkv = k.shape[1]
+    if t == 1:  # decode: the query heads of one kv head as rows of a single "head", as in sdpa_attention
+        out = F.scaled_dot_product_attention(q.reshape(b, hkv, h // hkv, d), k, v, attn_mask=mask)
+        return out.reshape(b, h, 1, d)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=hkv != h)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
         super().__init__()
@@ -124,11 +136,14 @@ class Attention(nn.Module):
         v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        past = 0
+        past, mask = 0, None
         if cache is not None:
             past = cache.length
             k, v = cache.update(layer, k, v)  # now [B,Hkv,past+T,D]
-        if attention == "reference":
+            mask = cache.attention_mask  # rows of different lengths in one batch (block_manager.BatchView)
+        if mask is not None:
+            out = ragged_attention(q, k, v, mask)
+        elif attention == "reference":
             out = reference_attention(q, k, v, past)
         else:
             out = sdpa_attention(q, k, v, past)

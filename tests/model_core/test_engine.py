@@ -133,7 +133,8 @@ def test_cancel_event_stops_the_stream(r1):
     cancel = threading.Event()
     cancel.set()
     events = list(r1.stream(PROMPT, SamplingParams(max_tokens=20, greedy=True), cancel=cancel))
-    assert events[-1].finish_reason == "cancelled" and events[-1].usage["completion_tokens"] == 1
+    # R1's scheduler retires a cancelled request before its next step: set up front, nothing is generated
+    assert events[-1].finish_reason == "cancelled" and events[-1].usage["completion_tokens"] == 0
 
 
 def test_bad_inputs_raise_value_errors(r1, checkpoints):
@@ -178,3 +179,14 @@ def test_cuda_bfloat16_matches_cpu_greedy_start(checkpoints):
         b = gpu.model(torch.tensor([ids], device="cuda"), torch.arange(len(ids), device="cuda")[None])[0, -1]
     assert torch.allclose(a, b.float().cpu(), atol=0.1, rtol=0.05)
     assert gpu.generate([ids], SamplingParams(max_tokens=8, greedy=True))[0].usage["completion_tokens"] >= 1
+
+
+def test_r1_generation_moves_instructions_into_the_user_turn(r1):
+    """render_chat keeps transformers' ids by default; what the engine generates from follows DeepSeek's
+    R1 advice (no system prompt: the instructions open the user turn)."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is 17 prime?"}]
+    folded = r1.render_chat(messages, instructions_in_user_turn=True)
+    assert "Be brief.\n\nIs 17 prime?" in r1.tokenizer.decode(folded, skip_special_tokens=False)
+    assert r1.render_chat(messages) != folded
+    [res] = r1.generate([messages], SamplingParams(max_tokens=1, greedy=True))
+    assert res.usage["prompt_tokens"] == len(folded)

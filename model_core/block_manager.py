@@ -1,0 +1,129 @@
+"""The decode pool: keys and values of every decoding sequence, one row each, for one batched forward.
+
+Layout: keys/values [layers, rows, kv_heads, capacity, head_dim]. The decoding sequences always occupy
+rows 0..n-1 (a retiring sequence's row is filled by moving the last row into it), so a decode step
+reads the pool as a plain slice `[:, :n, :, :longest]` with no gather of the history. Rows of
+different lengths are told apart by a boolean attention mask (key j of row r is visible iff
+j <= length_r): the "dynamic attention mask" of the R1 profile. Capacity grows by doubling (a copy,
+once per doubling) up to the context window; rows grow on demand up to max_running. The pool is
+released when the last sequence leaves, so an idle engine holds no KV memory.
+
+`BatchView` is the cache object the model sees during a decode step (the same `update` / `advance`
+/ `length` / `attention_mask` surface as kv_cache.KVCache).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model_core.config import ModelConfig
+from model_core.kv_cache import KVCache
+from model_core.sequence import Sequence
+
+GROW_STEP = 256  # capacity is a multiple of this, so growth copies are rare
+
+
+class BatchView:
+    """One decode step over rows 0..n-1: each row appends one token at its own position."""
+
+    def __init__(self, pool: DecodePool, lengths: torch.Tensor, longest: int) -> None:
+        self.pool = pool
+        self.lengths = lengths  # [n] tokens stored per row before this step = the new token's position
+        self.rows = torch.arange(lengths.shape[0], device=lengths.device)
+        self.span = longest + 1  # keys the step reads: up to and including the longest row's new token
+        self.length = longest  # `past` for the model; only meaningful (and only used) when n == 1
+        n = lengths.shape[0]
+        if n == 1:
+            self.attention_mask = None  # one row: the plain fused decode path, nothing to hide
+        else:
+            keys = torch.arange(self.span, device=lengths.device)
+            self.attention_mask = (keys[None, :] <= lengths[:, None]).view(n, 1, 1, self.span)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v [n,Hkv,1,D] at each row's position; return keys/values [n,Hkv,span,D]."""
+        n = k.shape[0]
+        keys, values = self.pool.keys[layer], self.pool.values[layer]
+        keys[self.rows, :, self.lengths] = k[:, :, 0]
+        values[self.rows, :, self.lengths] = v[:, :, 0]
+        return keys[:n, :, : self.span], values[:n, :, : self.span]
+
+    def advance(self, tokens: int) -> None:
+        pass  # the scheduler advances each sequence's own length after the step
+
+
+class DecodePool:
+    """Rows of KV memory for the decoding sequences, kept dense at the front."""
+
+    def __init__(self, config: ModelConfig, *, max_rows: int, max_len: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.config = config
+        self.max_rows, self.max_len = max_rows, max_len
+        self.dtype, self.device = dtype, device
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.seqs: list[Sequence] = []
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else 2 * self.keys.numel() * self.keys.element_size()
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[3]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def _ensure(self, rows: int, length: int) -> None:
+        """Make room for `rows` rows of `length` tokens, keeping what is stored."""
+        have_rows = 0 if self.keys is None else self.keys.shape[1]
+        if rows <= have_rows and length <= self.capacity:
+            return
+        new_rows = min(self.max_rows, max(rows, 2 * have_rows, 1))
+        new_len = self.capacity
+        if length > self.capacity:
+            new_len = min(self.max_len, max(-(-length // GROW_STEP) * GROW_STEP, 2 * self.capacity))
+        c = self.config
+        shape = (c.num_layers, new_rows, c.num_kv_heads, new_len, c.head_dim)
+        keys = torch.empty(shape, dtype=self.dtype, device=self.device)
+        values = torch.empty(shape, dtype=self.dtype, device=self.device)
+        for s in self.seqs:  # copy only what each row holds, not the garbage tail
+            keys[:, s.row, :, : s.kv_len] = self.keys[:, s.row, :, : s.kv_len]
+            values[:, s.row, :, : s.kv_len] = self.values[:, s.row, :, : s.kv_len]
+        self.keys, self.values = keys, values
+
+    def add(self, seq: Sequence, staging: KVCache) -> None:
+        """Move a prefilled sequence's keys/values into the next free row."""
+        if len(self.seqs) >= self.max_rows:
+            raise RuntimeError("decode pool is full")  # the scheduler admits at most max_rows
+        self._ensure(len(self.seqs) + 1, seq.kv_len + 1)
+        seq.row = len(self.seqs)
+        self.keys[:, seq.row, :, : seq.kv_len] = staging.keys[:, 0, :, : seq.kv_len]
+        self.values[:, seq.row, :, : seq.kv_len] = staging.values[:, 0, :, : seq.kv_len]
+        self.seqs.append(seq)
+
+    def remove(self, seq: Sequence) -> None:
+        """Free a row; the last row moves into the hole so rows stay dense."""
+        hole, last = seq.row, self.seqs[-1]
+        if last is not seq:
+            n = last.kv_len
+            self.keys[:, hole, :, :n] = self.keys[:, last.row, :, :n]
+            self.values[:, hole, :, :n] = self.values[:, last.row, :, :n]
+            last.row = hole
+            self.seqs[hole] = last
+        self.seqs.pop()
+        seq.row = -1
+        if not self.seqs:
+            self.keys = self.values = None  # idle: give the memory back
+
+    def row_kv(self, seq: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values [layers, Hkv, kv_len, D] of one row (views, for the prefix cache)."""
+        return self.keys[:, seq.row, :, : seq.kv_len], self.values[:, seq.row, :, : seq.kv_len]
+
+    def view(self) -> tuple[BatchView, torch.Tensor]:
+        """The cache object and the positions [n,1] for one decode step over every row."""
+        for s in self.seqs:
+            if s.kv_len + 1 > self.capacity:
+                self._ensure(len(self.seqs), s.kv_len + 1)
+        lengths = torch.tensor([s.kv_len for s in self.seqs], device=self.device)
+        return BatchView(self, lengths, max(s.kv_len for s in self.seqs)), lengths[:, None]
