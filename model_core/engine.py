@@ -139,10 +139,10 @@ class Engine:
             checkpoint = load_checkpoint_int8(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
         else:
             checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
-        if profile == "r1" and not quantize:
+        if profile == "r1" and not quantize and dev.type == "cpu":
             from model_core.fast import use_decode_layout
 
-            use_decode_layout(checkpoint.model)  # weights stored [in, out]: faster matrix-vector decode
+            use_decode_layout(checkpoint.model)  # oneDNN's weight layout: decode at the memory's speed
         engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev, prefix_cache=prefix_cache,
                      prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens)
         engine.quantization = quantize

@@ -9,7 +9,13 @@ from torch import nn
 
 from model_core import Engine, SamplingParams
 from model_core.checkpoint import load_checkpoint
-from model_core.fast import TransposedEmbedding, TransposedLinear, use_decode_layout
+from model_core.fast import (
+    PackedLinear,
+    TransposedEmbedding,
+    TransposedLinear,
+    packed_available,
+    use_decode_layout,
+)
 from model_core.kv_cache import KVCache
 
 NAMES = ["qwen2-r1", "qwen2-tied-sharded", "llama-untied"]
@@ -19,16 +25,30 @@ def _param_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def _buffer_bytes(model: nn.Module) -> int:
+    return sum(b.to_dense().numel() * b.element_size() if b.is_mkldnn else b.numel() * b.element_size()
+               for b in model.buffers())
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "transposed"])
 @pytest.mark.parametrize("name", NAMES)
-def test_layout_swap_keeps_logits_and_memory(name, checkpoints):
+def test_layout_swap_keeps_logits_and_memory(name, packed, checkpoints):
+    if packed and not packed_available():
+        pytest.skip("this torch build has no oneDNN")
     plain = load_checkpoint(checkpoints[name], dtype=torch.float32, device="cpu", progress=False).model
     fast = load_checkpoint(checkpoints[name], dtype=torch.float32, device="cpu", progress=False).model
     before = _param_bytes(fast)
-    use_decode_layout(fast)
+    head_bytes = fast.lm_head.weight.numel() * 4
+    use_decode_layout(fast, packed=packed)
     assert not any(type(m) is nn.Linear for m in fast.modules())
-    assert isinstance(fast.lm_head, TransposedLinear)
-    assert _param_bytes(fast) == before  # the transposed copy replaced the original, nothing doubled
-    if fast.config.tie_word_embeddings:
+    assert isinstance(fast.lm_head, PackedLinear if packed else TransposedLinear)
+    after = _param_bytes(fast) + _buffer_bytes(fast)
+    tied = fast.config.tie_word_embeddings
+    if packed and tied:  # the packed head is its own copy; the embedding keeps the dense matrix
+        assert after == before + head_bytes
+    else:  # the new layout replaced the original, nothing doubled
+        assert after == before
+    if tied and not packed:
         assert isinstance(fast.embed, TransposedEmbedding)
         assert fast.embed.weight.data_ptr() == fast.lm_head.weight_t.data_ptr()
     ids = torch.randint(0, fast.config.vocab_size, (1, 37), generator=torch.Generator().manual_seed(1))
@@ -48,8 +68,9 @@ def test_r1_engine_uses_the_layout_and_zero_keeps_plain_linears(checkpoints):
     path = checkpoints["qwen2-tied-sharded"]
     r1 = Engine.load(path, profile="r1", progress=False)
     zero = Engine.load(path, profile="zero", progress=False)
-    assert any(isinstance(m, TransposedLinear) for m in r1.model.modules())
-    assert not any(isinstance(m, TransposedLinear) for m in zero.model.modules())
+    fast_types = (PackedLinear, TransposedLinear)
+    assert any(isinstance(m, fast_types) for m in r1.model.modules())
+    assert not any(isinstance(m, fast_types) for m in zero.model.modules())
     params = SamplingParams(max_tokens=24, greedy=True)
     prompt = list(range(200, 230))
     assert r1.generate([prompt], params)[0].token_ids == zero.generate([prompt], params)[0].token_ids
