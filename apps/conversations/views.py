@@ -115,13 +115,20 @@ async def sse_relay(key: str, after: str | None, *,
     yield b"retry: 2000\n\n"
     while True:
         events = await bus.aread(key, after, 1000)
-        for event_id, event, data in events:
-            after = event_id
-            yield _frame(event_id, event, data)
-            last_sent = time.monotonic()
-            if event in TERMINAL_EVENTS:
-                return
         if events:
+            # Everything one read returned leaves as one chunk: one ASGI send (and one TCP write) per
+            # read instead of per event, which is what the relay costs under many concurrent streams.
+            frames, ended = [], False
+            for event_id, event, data in events:
+                after = event_id
+                frames.append(_frame(event_id, event, data))
+                if event in TERMINAL_EVENTS:
+                    ended = True
+                    break
+            yield b"".join(frames)
+            if ended:
+                return
+            last_sent = time.monotonic()
             continue
         final = await on_idle() if on_idle is not None else None
         if final is not None:

@@ -1,18 +1,24 @@
 /**
- * The customer chat page: domain picker, conversation list, composer, and the reply being streamed.
+ * The customer chat page: domain picker, composer, the reply being streamed, and the wiring of
+ * the page's other parts.
  *
  * Loaded with <script type="module"> (the CSP allows scripts from 'self' only; nothing is inline).
  * It speaks the chat front door of docs/CONTRACTS.md:
  *   POST /chat/api/conversations {domain}             -> {id, domain, title, pack_version}
- *   GET  /chat/api/conversations[/<id>]               -> the list / one conversation with messages
+ *   GET  /chat/api/conversations/<id>                 -> one conversation with messages, context, events_url
  *   POST /chat/api/conversations/<id>/messages {text} -> {message_id, reply_id, events_url}
+ *   POST /chat/api/conversations/<id>/regenerate      -> {reply_id, message_id, events_url}
  *   POST /chat/api/replies/<reply_id>/cancel          -> the stop button
- * Module map: api.js (fetch + errors), messages.js (message views), reply.js (SSE streaming),
- * markdown.js (safe rendering). Later features (regenerate, feedback, export, delete, escalation
- * banner, context gauge) each add a small function here and a hook in the template.
+ * Module map: api.js (fetch + errors), messages.js (message views), reply.js (SSE streaming of a
+ * reply), actions.js (copy, regenerate, feedback), conversation.js (list, search, rename, export,
+ * delete), live.js (escalation banner, talk to a human, context gauge, an expert's live replies),
+ * markdown.js (safe rendering).
  */
 
+import { actionsAttach, regenerateOffer } from "./actions.js";
 import { api } from "./api.js";
+import { conversationInit, conversationsRefresh, conversationToolsSet } from "./conversation.js";
+import { bannerShow, gaugeUpdate, liveFollow, liveInit, liveStop } from "./live.js";
 import { messageCreate, messageShow, messagesClear } from "./messages.js";
 import { replyCancel, replyDetach, replyStart } from "./reply.js";
 
@@ -28,18 +34,14 @@ const el = {
   picker: document.getElementById("domain-picker"),
   heading: document.getElementById("chat-heading"),
   badge: document.getElementById("domain-badge"),
-  list: document.getElementById("conversation-list"),
-  listEmpty: document.getElementById("conversation-empty"),
+  messages: document.getElementById("messages"),
   newConversation: document.getElementById("new-conversation"),
   sidebarToggle: document.getElementById("sidebar-toggle"),
+  list: document.getElementById("conversation-list"),
 };
 
 /** What the page is doing: the open conversation and the reply being streamed, if any. */
 const state = { conversationId: null, domain: null, reply: null, sending: false };
-
-// ---------------------------------------------------------------------------------------------
-// Small view helpers
-// ---------------------------------------------------------------------------------------------
 
 function showError(message) {
   el.error.textContent = message;
@@ -69,21 +71,29 @@ function setBusy(busy) {
   el.send.disabled = busy;
   el.stop.hidden = !(busy && state.reply);
   el.composer.dataset.busy = busy ? "true" : "false";
+  regenerateOffer(el.messages, !busy);
 }
 
 // ---------------------------------------------------------------------------------------------
-// The reply being streamed
+// Replies: streaming, stop, regenerate
 // ---------------------------------------------------------------------------------------------
+
+const actionHooks = { regenerate: replyRegenerate };
 
 const replyHooks = {
   announce,
   onSettled(reply) {
     if (state.reply === reply) state.reply = null;
+    const id = reply.view.article.dataset.messageId || reply.id;
+    actionsAttach(reply.view, { id, content: reply.answer, status: reply.failed ? "failed" : "complete" },
+      actionHooks);
     setBusy(false);
   },
   onDone() {
     conversationsRefresh();
   },
+  onEscalation: bannerShow,
+  onContext: gaugeUpdate,
 };
 
 function replyFollow(eventsUrl, replyId, view) {
@@ -104,11 +114,28 @@ async function replyStop() {
   }
 }
 
+/** A new answer to the last question, streamed in place of `view` (the server keeps the old one). */
+async function replyRegenerate(view) {
+  if (state.reply || state.sending || !state.conversationId) return;
+  clearError();
+  state.sending = true;
+  try {
+    const started = await api("POST", `${API}/conversations/${encodeURIComponent(state.conversationId)}/regenerate`, {});
+    replyFollow(started.events_url, started.reply_id, messageCreate("assistant", { replace: view.article }));
+    announce("Writing a new answer…");
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    state.sending = false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conversations
 // ---------------------------------------------------------------------------------------------
 
 function conversationSet(conversation) {
+  const changed = state.conversationId !== String(conversation.id);
   state.conversationId = String(conversation.id);
   state.domain = conversation.domain;
   el.picker.hidden = true;
@@ -116,10 +143,9 @@ function conversationSet(conversation) {
   el.badge.textContent = domainTitle(conversation.domain);
   el.heading.textContent = conversation.title || `${domainTitle(conversation.domain)} assistant`;
   history.replaceState(null, "", `#c=${encodeURIComponent(conversation.id)}`);
-  for (const link of el.list.querySelectorAll("a[data-conversation-id]")) {
-    if (link.dataset.conversationId === state.conversationId) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
+  conversationToolsSet(conversation);
+  if (changed) liveFollow(conversation.id, conversation.events_url, liveHooks);
+  if (conversation.context) gaugeUpdate(conversation.context);
 }
 
 function conversationReset() {
@@ -127,14 +153,24 @@ function conversationReset() {
   state.reply = null;
   state.conversationId = null;
   state.domain = null;
+  liveStop();
   messagesClear();
   clearError();
   setBusy(false);
+  conversationToolsSet(null);
   el.picker.hidden = false;
   el.badge.hidden = true;
   el.heading.textContent = "How can Verity help?";
   history.replaceState(null, "", location.pathname);
-  for (const link of el.list.querySelectorAll("a[aria-current]")) link.removeAttribute("aria-current");
+}
+
+function storedShow(message) {
+  const view = messageShow(message);
+  if (message.role !== "user" && message.status !== "pending" && message.status !== "streaming") {
+    actionsAttach(view, message, actionHooks);
+  }
+  if (message.escalation) bannerShow(message.escalation);
+  return view;
 }
 
 async function conversationOpen(id) {
@@ -143,13 +179,15 @@ async function conversationOpen(id) {
     const conversation = await api("GET", `${API}/conversations/${encodeURIComponent(id)}`);
     conversationSet(conversation);
     let last = null;
-    for (const message of conversation.messages || []) last = { message, view: messageShow(message) };
+    for (const message of conversation.messages || []) last = { message, view: storedShow(message) };
     // A reply still being written when the page loaded: follow it (the relay replays from the start).
     const pending = last && last.message.role !== "user"
       && (last.message.status === "pending" || last.message.status === "streaming");
     if (pending) {
       const replyId = last.message.id;
       replyFollow(last.message.events_url || `${API}/replies/${encodeURIComponent(replyId)}/events`, replyId, last.view);
+    } else {
+      setBusy(false);
     }
     el.input.focus();
   } catch (err) {
@@ -157,40 +195,16 @@ async function conversationOpen(id) {
   }
 }
 
-function conversationListRender(conversations) {
-  el.list.replaceChildren();
-  for (const conversation of conversations) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.className = "conversation-link";
-    link.href = `#c=${encodeURIComponent(conversation.id)}`;
-    link.dataset.conversationId = conversation.id;
-    link.dataset.domain = conversation.domain;
-    const title = document.createElement("span");
-    title.className = "conversation-title";
-    title.textContent = conversation.title || "Untitled conversation";
-    const domain = document.createElement("span");
-    domain.className = "conversation-domain";
-    domain.textContent = domainTitle(conversation.domain);
-    link.append(title, domain);
-    if (String(conversation.id) === state.conversationId) {
-      link.setAttribute("aria-current", "page");
-      if (conversation.title) el.heading.textContent = conversation.title;
-    }
-    item.appendChild(link);
-    el.list.appendChild(item);
-  }
-  el.listEmpty.hidden = conversations.length > 0;
-}
-
-async function conversationsRefresh() {
-  try {
-    const data = await api("GET", `${API}/conversations`);
-    conversationListRender(data.conversations || []);
-  } catch (_err) {
-    // The list is a convenience; the open conversation keeps working without it.
-  }
-}
+const liveHooks = {
+  announce,
+  showError,
+  humanMessage(data) {
+    const view = messageShow({ id: data.message_id, role: "assistant", content: data.content, human: true,
+      name: data.name, status: "complete" });
+    actionsAttach(view, { id: data.message_id, content: data.content, human: true, status: "complete" },
+      actionHooks);
+  },
+};
 
 // ---------------------------------------------------------------------------------------------
 // Sending
@@ -272,6 +286,17 @@ function init() {
     const id = conversationFromHash();
     if (id && id !== state.conversationId) conversationOpen(id);
   });
+  conversationInit({
+    domainTitle,
+    renamed(conversation) { el.heading.textContent = conversation.title; announce("Conversation renamed."); },
+    titled(title) { el.heading.textContent = title; },
+    deleted() {
+      conversationReset();
+      announce("Conversation deleted.");
+      el.newConversation.focus();
+    },
+  });
+  liveInit(liveHooks);
   const initial = conversationFromHash();
   if (initial) conversationOpen(initial);
   document.body.dataset.chatReady = "true";

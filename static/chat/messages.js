@@ -1,8 +1,9 @@
 /**
  * Message views: one <article> per message, cloned from the page's #message-template, with a
  * bubble, a collapsed reasoning <details>, the disclaimer and a slot for per-message actions
- * (regenerate, feedback, copy come later). The user's text is set with textContent; the
- * assistant's answer goes through the safe Markdown renderer. Nothing here parses HTML.
+ * (actions.js fills it). The user's text is set with textContent; the assistant's answer (and an
+ * expert's reply, labelled as written by a person) goes through the safe Markdown renderer.
+ * Nothing here parses HTML.
  */
 
 import { renderInto } from "./markdown.js";
@@ -14,13 +15,22 @@ export function scrollToEnd() {
   container.scrollTop = container.scrollHeight;
 }
 
-/** Create a message at the end of the conversation; returns handles on its parts. */
-export function messageCreate(role) {
+/**
+ * Create a message at the end of the conversation (or in place of `replace`, an article that a
+ * regenerated answer supersedes); returns handles on its parts.
+ */
+export function messageCreate(role, { replace = null, author = null } = {}) {
   const article = template.content.firstElementChild.cloneNode(true);
   article.classList.add(`message-${role}`);
   article.dataset.role = role;
-  article.querySelector(".message-role").textContent = role === "user" ? "You" : "Verity";
-  container.appendChild(article);
+  const label = role === "user" ? "You" : author ? `${author} · a person, not the AI` : "Verity";
+  article.querySelector(".message-role").textContent = label;
+  if (author) {
+    article.dataset.human = "true";
+    article.classList.add("message-human");
+  }
+  if (replace) replace.replaceWith(article);
+  else container.appendChild(article);
   scrollToEnd();
   return {
     article,
@@ -65,7 +75,8 @@ export function disclaimerShow(view, text) {
 
 /** Render a stored message (from GET /chat/api/conversations/<id>). */
 export function messageShow(message) {
-  const view = messageCreate(message.role === "user" ? "user" : "assistant");
+  const author = message.human ? message.name || "Specialist" : null;
+  const view = messageCreate(message.role === "user" ? "user" : "assistant", { author });
   if (message.id) view.article.dataset.messageId = message.id;
   if (message.role === "user") {
     view.bubble.textContent = message.content || "";

@@ -2,7 +2,7 @@
  * Streaming one assistant reply into its message view over Server-Sent Events.
  *
  * The events URL (from POST .../messages) streams `reasoning.delta`, `answer.delta`, `retract`,
- * `context_trimmed`, `done` and `error` (docs/CONTRACTS.md). Deltas accumulate and the answer is
+ * `context_trimmed`, `escalation`, `done` and `error` (docs/CONTRACTS.md). Deltas accumulate and the answer is
  * re-rendered as safe Markdown at most once per frame; reasoning fills a collapsed "Thought for N s"
  * <details>; `retract` replaces the answer; `done` settles it with the disclaimer. EventSource
  * reconnects by itself with Last-Event-ID, and frames already seen are dropped, so a dropped
@@ -67,8 +67,13 @@ const EVENT_HANDLERS = {
       reply.hooks.announce("The answer is being restarted…");
     }
   },
-  context_trimmed(reply) {
+  escalation(reply, data) {
+    // The pack's crisis / emergency / human text; it also arrives as the answer's text.
+    reply.hooks.onEscalation(data);
+  },
+  context_trimmed(reply, data) {
     noteAdd(reply.view, "Earlier messages were summarised to fit the assistant's memory.");
+    reply.hooks.onContext({ tokens: data.tokens, budget: data.budget });
   },
   done(reply, data) {
     if (typeof data.content === "string") reply.answer = data.content;
@@ -80,10 +85,13 @@ const EVENT_HANDLERS = {
     disclaimerShow(reply.view, data.disclaimer);
     if (data.finish_reason === "cancelled") noteAdd(reply.view, "Stopped before the answer was complete.");
     if (data.finish_reason === "length") noteAdd(reply.view, "The answer reached its length limit and was cut short.");
-    reply.hooks.announce("Verity has answered.");
+    if (data.context) reply.hooks.onContext(data.context);
+    if (data.escalation) reply.hooks.onEscalation(data.escalation);
+    reply.hooks.announce(data.finish_reason === "cancelled" ? "Stopped." : "Verity has answered.");
     reply.hooks.onDone(reply, data);
   },
   error(reply, data) {
+    reply.failed = true;
     settle(reply);
     render(reply);
     noteAdd(reply.view, data.message || "Verity could not finish this answer. Please try again.", "error");
@@ -111,7 +119,8 @@ function dispatch(reply, name, event) {
 
 /**
  * Follow the reply at `eventsUrl` into `view`. hooks: announce(text) for the screen-reader status,
- * onSettled(reply) once it stops for any reason, onDone(reply, data) after a successful `done`.
+ * onSettled(reply) once it stops for any reason, onDone(reply, data) after a successful `done`,
+ * onEscalation({kind, text}) for the banner, onContext({tokens, budget, ratio?}) for the gauge.
  */
 export function replyStart({ eventsUrl, replyId, view, hooks }) {
   const reply = {

@@ -15,7 +15,7 @@ import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 ORIGIN = "http://verity.test"
 REPO = Path(__file__).resolve().parents[2]
@@ -66,8 +66,12 @@ class FakeChatSite:
     # Cut the first stream connection after this many frames (a dropped connection mid-answer).
     cut_after: int | None = None
     stream_connections: int = 0
+    # Frames the conversation's own stream (`.../conversations/<id>/events`) sends on each connect.
+    conversation_events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
+    last_query: str = ""
+    last_format: str = "md"
 
     def install(self, page) -> None:
         page.route("**/*", self._handle)
@@ -93,6 +97,9 @@ class FakeChatSite:
             except ValueError:
                 body = request.post_data
         self.calls.append((request.method, url.path, body))
+        query = parse_qs(url.query)
+        self.last_query = query.get("q", [""])[0]
+        self.last_format = query.get("format", ["md"])[0]
         if url.path == "/chat/":
             from apps.core.middleware import CONTENT_SECURITY_POLICY
 
@@ -129,14 +136,44 @@ class FakeChatSite:
             self.stored[conversation["id"]] = {**conversation, "messages": []}
             self._json(route, 201, conversation)
         elif parts == ["conversations"]:
-            self._json(route, 200, {"conversations": [
-                {k: c[k] for k in ("id", "domain", "title")} for c in self.stored.values()] + self.conversations})
+            listed = [{k: c[k] for k in ("id", "domain", "title")} for c in self.stored.values()] + self.conversations
+            query = (self.last_query or "").lower()
+            self._json(route, 200, {"conversations": [c for c in listed if query in (c["title"] or "").lower()]})
         elif len(parts) == 2 and parts[0] == "conversations":
             conversation = self.stored.get(parts[1])
             if conversation is None:
                 self._json(route, 404, {"error": {"code": "not_found", "message": "No such conversation."}})
+            elif method == "DELETE":
+                del self.stored[parts[1]]
+                route.fulfill(status=204, body="")
+            elif method == "PATCH":
+                title = ((body or {}).get("title") or "").strip()
+                if not title or len(title) > 200:
+                    self._json(route, 400, {"error": {"code": "validation_error", "field": "title",
+                                                      "message": "Field 'title' must not be empty."}})
+                    return
+                conversation["title"] = title
+                self._json(route, 200, conversation)
             else:
                 self._json(route, 200, conversation)
+        elif len(parts) == 3 and parts[0] == "conversations" and parts[2] == "events":
+            route.fulfill(status=200, content_type="text/event-stream",
+                          body=sse(self.conversation_events, retry_ms=600_000), headers={"Cache-Control": "no-cache"})
+        elif len(parts) == 3 and parts[0] == "conversations" and parts[2] == "regenerate" and method == "POST":
+            reply_id = f"r{len(self.calls)}"
+            self._json(route, 202, {"message_id": "m1", "reply_id": reply_id,
+                                    "events_url": f"/chat/api/replies/{reply_id}/events"})
+        elif len(parts) == 3 and parts[0] == "conversations" and parts[2] == "handoff" and method == "POST":
+            self._json(route, 201, {"id": "h1", "status": "open", "kind": "human", "created_at": "2026-11-28T10:00:00Z"})
+        elif len(parts) == 3 and parts[0] == "conversations" and parts[2] == "export":
+            fmt = self.last_format or "md"
+            route.fulfill(status=200, content_type="text/markdown" if fmt == "md" else "application/json",
+                          body="# Export\n" if fmt == "md" else "{}",
+                          headers={"Content-Disposition": f'attachment; filename="verity-export.{fmt}"'})
+        elif len(parts) == 3 and parts[0] == "messages" and parts[2] == "feedback" and method == "POST":
+            rating = (body or {}).get("rating")
+            self._json(route, 201, {"id": "f1", "message_id": parts[1], "rating": rating,
+                                    "reason": (body or {}).get("reason", "")})
         elif len(parts) == 3 and parts[2] == "messages" and method == "POST":
             if self.message_error:
                 status, payload = self.message_error

@@ -56,11 +56,12 @@ def _conversation_frames(client, conversation_id, count, headers=None):
     async def collect():
         frames = []
         async for chunk in response.streaming_content:
-            text = chunk.decode()
-            if text.startswith("id:"):
-                frames.append(dict(line.split(": ", 1) for line in text.strip().splitlines()))
-            if len(frames) == count:
-                return frames
+            # One chunk may carry several frames (the relay sends what one read returned at once).
+            for text in chunk.decode().split("\n\n"):
+                if text.startswith("id:"):
+                    frames.append(dict(line.split(": ", 1) for line in text.strip().splitlines()))
+                if len(frames) == count:
+                    return frames
         return frames
 
     async def bounded():  # the stream never ends by itself: a missing event must fail, not hang
