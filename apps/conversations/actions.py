@@ -89,6 +89,9 @@ def reply_regenerate(*, conversation: Conversation) -> Message:
             input_action=question.input_action, preface=current.preface if current else "",
             escalation_kind=current.escalation_kind if current else "",
             pack_version=conversation.pack_version, engine_profile=conversation.engine_profile,
+            # the request's settings carry over (a partner's max_tokens, stop, response_format), but not
+            # its seed: a regenerated answer is meant to differ
+            sampling={k: v for k, v in ((current.sampling or {}) if current else {}).items() if k != "seed"},
         )
         if current is not None:
             Message.objects.filter(pk=current.pk).update(superseded_by=reply, updated_at=timezone.now())

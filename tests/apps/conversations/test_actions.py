@@ -108,6 +108,19 @@ def test_regenerate_answers_the_last_question_again_and_hides_the_old_reply(brow
     assert [m["content"] for m in fake_engine.prompts[-1]].count("What is compound interest?") == 1
 
 
+def test_regenerate_keeps_the_request_settings_but_not_its_seed(browser, conversation_id, fake_engine):
+    from apps.conversations.actions import reply_regenerate
+    from apps.conversations.services import turn_submit
+
+    conversation = Conversation.objects.get(pk=conversation_id)
+    first = turn_submit(conversation=conversation, text="What is a bond?",
+                        sampling={"max_tokens": 40, "stop": ["END"], "seed": 7, "temperature": 0.3})
+    reply_generate(reply_id=first.reply.id)
+    again = reply_regenerate(conversation=conversation)
+    assert again.sampling["max_tokens"] == 40 and again.sampling["stop"] == ["END"]
+    assert again.sampling["temperature"] == 0.3 and "seed" not in again.sampling
+
+
 def test_regenerate_while_an_answer_is_streaming_is_a_conflict(browser, conversation_id):
     _turn(browser, conversation_id, "What is a bond?", generate=False)
     response = _call(browser, "post", f"/chat/api/conversations/{conversation_id}/regenerate")
