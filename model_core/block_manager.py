@@ -43,8 +43,12 @@ class BatchView:
         """Write k/v [n,Hkv,1,D] at each row's position; return keys/values [n,Hkv,span,D]."""
         n = k.shape[0]
         keys, values = self.pool.keys[layer], self.pool.values[layer]
-        keys[self.rows, :, self.lengths] = k[:, :, 0]
-        values[self.rows, :, self.lengths] = v[:, :, 0]
+        if n == 1:  # one row at position `length`: a plain slice write, no index tensors
+            keys[0, :, self.length] = k[0, :, 0]
+            values[0, :, self.length] = v[0, :, 0]
+        else:
+            keys[self.rows, :, self.lengths] = k[:, :, 0]
+            values[self.rows, :, self.lengths] = v[:, :, 0]
         return keys[:n, :, : self.span], values[:n, :, : self.span]
 
     def advance(self, tokens: int) -> None:

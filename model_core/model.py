@@ -64,6 +64,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # the same formula as below, in one fused kernel (8 ops fewer)
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -130,12 +132,12 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         qkv = self.wqkv(x)
         q_out, kv_out = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = qkv.split((q_out, kv_out, kv_out), dim=-1)
-        q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # [B,H,T,D]
-        k = k.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B,Hkv,T,D]
+        qk, v = qkv.split((q_out + kv_out, kv_out), dim=-1)
+        # rotate queries and keys together: one pass of the rotary ops instead of two
+        qk = qk.view(b, t, self.num_heads + self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B,H+Hkv,T,D]
+        qk = qk * cos + rotate_half(qk) * sin
+        q, k = qk.split((self.num_heads, self.num_kv_heads), dim=1)  # [B,H,T,D], [B,Hkv,T,D]
         v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
         past, mask = 0, None
         if cache is not None:
             past = cache.length
