@@ -26,6 +26,8 @@ AUDIT_EVENTS: dict[str, str] = {
     "pack.drafted": "a prompt pack draft was saved in the console",
     "pack.evaluated": "a pack version's evaluation set was run",
     "pack.rolled_back": "a previously published pack version was published again",
+    "pack.canary_set": "a share of new conversations was given a candidate pack version",
+    "pack.canary_cleared": "a pack canary share was ended",
     "review.assigned": "a review-queue item was assigned",
     "review.annotated": "a note was added to a review-queue item",
     "review.resolved": "a review-queue item was resolved",

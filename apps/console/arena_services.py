@@ -2,8 +2,14 @@
 
 Each side runs in its own background thread through the same safety pipeline a customer's reply
 passes, and publishes `answer.delta` / `reasoning.delta` / `done` / `error` on the stream bus under
-`arena:<match>:<side>`; the page polls both keys. Which profile is "left" is random per match, so an
-expert votes on the answers, not the names. Elo ratings are recomputed from all votes in order.
+`arena:<match>:<side>`; the page polls both keys. Text leaves only through the safety hold-back buffer
+(200 characters), so each side also publishes `progress` `{"tokens", "t"}` per generated token: counts,
+never text, which is how the page shows both engines working at once even when a short answer is held
+until the end. `done` carries `started_at`, `first_token_at` and `finished_at` (epoch seconds) so that
+the overlap of the two generations can be checked. Each match has its own `max_tokens` (1 to
+ARENA_MAX_TOKENS_LIMIT): the Zero profile recomputes the whole pack prompt per token, so the bound on
+work is explicit and shown. Which profile is "left" is random per match, so an expert votes on the
+answers, not the names. Elo ratings are recomputed from all votes in order.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from apps.safety.pipeline import SafetyPipeline
 
 logger = logging.getLogger(__name__)
 
-ARENA_MAX_TOKENS = 48
+ARENA_MAX_TOKENS = 48  # default per match
+ARENA_MAX_TOKENS_LIMIT = 256
 ARENA_MAX_PROMPT = 2000
 ELO_START, ELO_K = 1000.0, 32.0
 SIDES = ("left", "right")
@@ -39,7 +46,23 @@ def arena_key(match_id: Any, side: str) -> str:
     return f"arena:{match_id}:{side}"
 
 
-def arena_match_start(*, tenant: Any, actor: Any, domain: str, prompt: Any) -> ArenaMatch:
+def arena_max_tokens_check(value: Any) -> int:
+    """A match's token bound from a form or a caller: a whole number in 1..ARENA_MAX_TOKENS_LIMIT."""
+    if value is None or value == "":
+        return ARENA_MAX_TOKENS
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= ARENA_MAX_TOKENS_LIMIT:
+        raise ApplicationError(ErrorCode.VALIDATION, f"Max tokens must be a whole number from 1 to "
+                               f"{ARENA_MAX_TOKENS_LIMIT}.", field="max_tokens")
+    return number
+
+
+def arena_match_start(*, tenant: Any, actor: Any, domain: str, prompt: Any, max_tokens: Any = None) -> ArenaMatch:
+    """Create a match and start both sides (after commit); `max_tokens` bounds each side's answer."""
+    max_tokens = arena_max_tokens_check(max_tokens)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ApplicationError(ErrorCode.MESSAGE_EMPTY, "Type a prompt for both engines.", field="prompt")
     if len(prompt) > ARENA_MAX_PROMPT:
@@ -48,7 +71,7 @@ def arena_match_start(*, tenant: Any, actor: Any, domain: str, prompt: Any) -> A
     pack = pack_published_get(domain=domain)
     left, right = random.sample(["r1", "zero"], 2)
     match = ArenaMatch.objects.create(tenant=tenant, created_by=actor, pack_version=pack, prompt=prompt.strip(),
-                                      left_profile=left, right_profile=right)
+                                      left_profile=left, right_profile=right, max_tokens=max_tokens)
     transaction.on_commit(lambda: [_spawn(str(match.id), side) for side in SIDES])
     return match
 
@@ -77,7 +100,8 @@ def arena_side_run(*, match_id: str, side: str) -> dict[str, Any]:
     pipeline = SafetyPipeline.for_pack(pack)
     decision = pipeline.check_input(match.prompt)
     verdicts = [v.as_dict() for v in decision.verdicts]
-    result: dict[str, Any] = {"answer": "", "ttft_s": None, "tok_s": None, "tokens": 0, "action": decision.action}
+    result: dict[str, Any] = {"answer": "", "ttft_s": None, "tok_s": None, "tokens": 0, "action": decision.action,
+                              "max_tokens": match.max_tokens, "started_at": time.time(), "first_token_at": None}
     if decision.action == "block":
         result["answer"] = decision.message or ""
         bus.publish(key, "answer.delta", {"text": result["answer"]})
@@ -85,16 +109,18 @@ def arena_side_run(*, match_id: str, side: str) -> dict[str, Any]:
         build = prompt_build(pack=pack, history=[], user_text=decision.text,
                              is_r1=inference.engine_is_r1(profile=profile),
                              count_tokens=lambda messages: inference.chat_token_count(messages, profile=profile),
-                             budget=inference.context_length(profile=profile) - ARENA_MAX_TOKENS)
+                             budget=inference.context_length(profile=profile) - match.max_tokens)
         stage = pipeline.output_stage()
         started, first = time.monotonic(), None
         for chunk in inference.generation_stream(messages=build.messages, sampling=pack.sampling,
-                                                 max_tokens=ARENA_MAX_TOKENS, profile=profile):
+                                                 max_tokens=match.max_tokens, profile=profile):
             if chunk.kind == "finish":
                 result["tokens"] = int((chunk.usage or {}).get("completion_tokens", result["tokens"]))
                 continue
-            first = first or time.monotonic()
+            if first is None:
+                first, result["first_token_at"] = time.monotonic(), time.time()
             result["tokens"] += 1
+            bus.publish(key, "progress", {"tokens": result["tokens"], "t": round(time.time(), 3)})
             _publish(bus, key, stage.feed(chunk.kind, chunk.text))
         _publish(bus, key, stage.finish())
         ended = time.monotonic()
@@ -105,9 +131,12 @@ def arena_side_run(*, match_id: str, side: str) -> dict[str, Any]:
         verdicts += [v.as_dict() for v in stage.verdicts]
     result["verdicts"] = verdicts
     result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["finished_at"] = time.time()
     ArenaMatch.objects.filter(pk=match_id).update(**{side: result})
     bus.publish(key, "done", {"content": result["answer"], "ttft_s": result["ttft_s"], "tok_s": result["tok_s"],
                               "tokens": result["tokens"], "max_rss_mb": result["max_rss_mb"],
+                              "max_tokens": result["max_tokens"], "started_at": result["started_at"],
+                              "first_token_at": result["first_token_at"], "finished_at": result["finished_at"],
                               "verdicts": [v for v in verdicts if v.get("action") not in ("allow", "pass")]})
     return result
 

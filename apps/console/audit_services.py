@@ -2,8 +2,11 @@
 
 Records are scoped to the viewer's tenant (`AuditRecord.tenant` holds the tenant slug); records of no
 tenant (pack lifecycle, system events) are visible to every tenant's auditors, since packs are shared.
-The content behind a turn record is read from the stored reply for roles allowed to see it, and the
-viewing is itself recorded (HIPAA 164.312(b): activity in systems holding health information).
+A record's personal content is its payload, sealed under its data subject's key (`apps.audit.crypto`);
+roles allowed to see it (`view_audit_content`: auditor, admin) get it decrypted with
+`audit_payload_open`, others see the digest only. Once the subject was erased the key is gone and the
+viewer says "erased". Every opening is itself recorded (HIPAA 164.312(b): activity in systems holding
+health information), with whether content was shown, never the content.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from apps.audit.models import AuditRecord
-from apps.audit.services import VerifyResult, audit_append, audit_verify
-from apps.conversations.models import Message
+from apps.audit.services import (
+    PayloadUnavailableError,
+    VerifyResult,
+    audit_append,
+    audit_payload_open,
+    audit_verify,
+)
 from apps.core.errors import ApplicationError, ErrorCode
 
 PAGE_SIZE = 50
@@ -43,26 +51,41 @@ def audit_record_get(*, tenant: Any, seq: Any) -> AuditRecord:
         raise ApplicationError(ErrorCode.NOT_FOUND, f"Audit record {seq} does not exist.") from exc
 
 
+# What the viewer says about a record's content: shown (decrypted), erased (key destroyed),
+# digest_only (the payload held nobody's personal data and was never stored), hidden (role may not see it).
+CONTENT_STATES = ("shown", "erased", "digest_only", "hidden")
+# Payload keys of a turn record shown as the conversation; the rest is listed as fields.
+TURN_KEYS = ("user_message", "content", "reasoning")
+
+
 def audit_record_open(*, record: AuditRecord, actor: Any, tenant: Any, with_content: bool) -> dict[str, Any]:
-    """The record for display; with `with_content`, also the reply it covers. The viewing is audited."""
-    content = None
-    if with_content and record.event.startswith("turn."):
-        message = Message.objects.filter(pk=_uuid_or_none(record.subject)).select_related("reply_to").first()
-        if message is not None:
-            content = {"user_message": message.reply_to.content if message.reply_to else "",
-                       "answer": message.content, "reasoning": message.reasoning}
+    """The record for display; with `with_content`, its decrypted payload. The viewing is audited."""
+    content, state = None, "hidden"
+    if with_content:
+        try:
+            payload = audit_payload_open(record=record)
+        except PayloadUnavailableError:
+            state = "erased"
+        else:
+            if payload is None:
+                state = "digest_only"
+            else:
+                state = "shown"
+                content = _content(payload)
     audit_append(event="audit.viewed", actor=actor, tenant=tenant, subject=f"audit:{record.seq}",
-                 payload={"seq": record.seq, "content_shown": content is not None})
-    return {"record": record, "content": content}
+                 payload={"seq": record.seq, "content_shown": content is not None, "content_state": state},
+                 data_subject="")
+    return {"record": record, "content": content, "content_state": state}
 
 
-def _uuid_or_none(value: str) -> str | None:
-    import uuid
-
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
+def _content(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        return {"turn": {}, "fields": [("payload", json.dumps(payload, ensure_ascii=False, default=str))]}
+    turn = {key: str(payload.get(key) or "") for key in TURN_KEYS if key in payload}
+    fields = [(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
+                                                                    default=str))
+              for key, value in sorted(payload.items()) if key not in TURN_KEYS]
+    return {"turn": turn, "fields": fields}
 
 
 def audit_chain_verify(*, actor: Any, tenant: Any) -> VerifyResult:

@@ -125,6 +125,8 @@ class ArenaMatch(BaseModel):
     prompt = models.TextField()
     left_profile = models.CharField(max_length=8)
     right_profile = models.CharField(max_length=8)
+    # Tokens each side may generate (the arena's bound on work: Zero recomputes the whole prompt per token).
+    max_tokens = models.PositiveSmallIntegerField(default=48)
     left = models.JSONField(default=dict, blank=True)   # {"answer", "verdicts", "ttft_s", "tok_s", "tokens", ...}
     right = models.JSONField(default=dict, blank=True)
     winner = models.CharField(max_length=8, blank=True)  # "left" | "right" | "tie"

@@ -1,4 +1,5 @@
-"""Figures for the dashboards and `/metrics`: conversations, block/escalation/retraction rates, latency.
+"""Figures for the dashboards and `/metrics`: conversations, block/escalation/retraction rates, latency;
+and the canary comparison (per pack version of a domain: conversations, feedback, block/escalation rates).
 
 Latency of a reply is `completed_at - created_at` of the stored assistant message (queueing included,
 which is what a customer waits). Percentiles are computed in Python over a bounded window so that the
@@ -16,8 +17,9 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from apps.conversations.models import Conversation, Message, Role, Status
-from apps.prompt_packs.models import PackVersion
+from apps.conversations.models import Conversation, Feedback, Message, Role, Status
+from apps.prompt_packs.models import PackStatus, PackVersion
+from apps.prompt_packs.selectors import pack_canary_get
 
 LATENCY_WINDOW = 2000  # most recent replies per domain used for p50/p95
 
@@ -89,3 +91,49 @@ def app_counts() -> dict[str, Any]:
                       .order_by("domain", "status")),
         "pending": Message.objects.filter(status__in=(Status.PENDING, Status.STREAMING)).count(),
     }
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def canary_compare(*, tenant: Any, domain: str) -> dict[str, Any]:
+    """The domain's published version and canary candidate, and every version the tenant's conversations
+    are pinned to, each with its figures; the published and candidate rows first. Conversations count
+    under the version they are pinned to, which the canary share chose when they started."""
+    canary = pack_canary_get(domain=domain)
+    published = PackVersion.objects.filter(domain=domain, status=PackStatus.PUBLISHED).first()
+    conversations = Conversation.objects.filter(tenant=tenant, domain=domain)
+    conv_counts = dict(conversations.values_list("pack_version").annotate(n=Count("id")))
+    replies = (Message.objects.filter(conversation__tenant=tenant, conversation__domain=domain,
+                                      role=Role.ASSISTANT, superseded_by__isnull=True)
+               .exclude(engine_profile="human"))
+    reply_rows = {row["conversation__pack_version"]: row for row in replies.values("conversation__pack_version")
+                  .annotate(n=Count("id"),
+                            blocked=Count("id", filter=Q(input_action="block") | Q(finish_reason="content_filter")),
+                            escalated=Count("id", filter=Q(input_action="escalate")))}
+    feedback_rows = {row["message__conversation__pack_version"]: row for row in
+                     Feedback.objects.filter(tenant=tenant, message__conversation__domain=domain)
+                     .values("message__conversation__pack_version")
+                     .annotate(up=Count("id", filter=Q(rating="up")), down=Count("id", filter=Q(rating="down")))}
+    wanted = [v for v in (published, canary.version if canary else None) if v is not None]
+    others = PackVersion.objects.filter(pk__in=set(conv_counts) - {v.pk for v in wanted}).order_by("-version")
+    rows = []
+    for version in [*wanted, *others]:
+        replies_n = reply_rows.get(version.pk, {}).get("n", 0)
+        blocked = reply_rows.get(version.pk, {}).get("blocked", 0)
+        escalated = reply_rows.get(version.pk, {}).get("escalated", 0)
+        up = feedback_rows.get(version.pk, {}).get("up", 0)
+        down = feedback_rows.get(version.pk, {}).get("down", 0)
+        role = "published" if version == published else "canary" if canary and version == canary.version \
+            else version.status
+        rows.append({"version": version, "role": role, "conversations": conv_counts.get(version.pk, 0),
+                     "replies": replies_n, "feedback_up": up, "feedback_down": down,
+                     "approval_rate": _rate(up, up + down), "blocked": blocked, "escalated": escalated,
+                     "block_rate": _rate(blocked, replies_n), "escalation_rate": _rate(escalated, replies_n)})
+    total = sum(row["conversations"] for row in rows) or 0
+    for row in rows:
+        row["share"] = _rate(row["conversations"], total)
+    return {"domain": domain, "canary": canary, "published": published, "rows": rows,
+            "candidates": list(PackVersion.objects.filter(domain=domain, status=PackStatus.APPROVED)
+                               .order_by("-version"))}

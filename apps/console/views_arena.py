@@ -30,6 +30,7 @@ def arena_page(request: HttpRequest) -> HttpResponse:
     tenant = console_access(request).tenant
     return render(request, "console/arena.html", {
         "domains": domains_list(), "elo": svc.elo_table(tenant=tenant),
+        "max_tokens": svc.ARENA_MAX_TOKENS, "max_tokens_limit": svc.ARENA_MAX_TOKENS_LIMIT,
         "matches": ArenaMatch.objects.filter(tenant=tenant).select_related("pack_version")[:20],
     })
 
@@ -39,7 +40,8 @@ def arena_page(request: HttpRequest) -> HttpResponse:
 def arena_start(request: HttpRequest) -> HttpResponse:
     try:
         match = svc.arena_match_start(tenant=console_access(request).tenant, actor=request.user,
-                                      domain=request.POST.get("domain", ""), prompt=request.POST.get("prompt", ""))
+                                      domain=request.POST.get("domain", ""), prompt=request.POST.get("prompt", ""),
+                                      max_tokens=request.POST.get("max_tokens"))
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("console:arena")

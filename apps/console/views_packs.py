@@ -1,4 +1,5 @@
-"""Console pages for prompt packs: list, version detail and draft editor, diff, evaluation, lifecycle.
+"""Console pages for prompt packs: list, version detail and draft editor, diff, evaluation, lifecycle,
+and the canary share (compare a domain's versions; starting or ending a share needs `publish_pack`).
 
 Views authorise (`console_view`), parse, call one service and redirect or render; errors from the
 services come back to the page as a message next to the form they concern.
@@ -17,9 +18,11 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.console import pack_services as svc
 from apps.console.models import EvalRun
 from apps.console.roles import console_access, console_view
+from apps.console.stats import canary_compare
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.prompt_packs.models import PackStatus, PackVersion
 from apps.prompt_packs.selectors import pack_version_get, pack_versions_list
+from apps.prompt_packs.services import pack_canary_clear, pack_canary_set
 
 
 def _run_get(run_id: str) -> EvalRun:
@@ -139,3 +142,46 @@ def publish(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def rollback(request: HttpRequest, pk: int) -> HttpResponse:
     return _lifecycle(request, pk, "rollback")
+
+
+def _domain_check(domain: str) -> str:
+    if not PackVersion.objects.filter(domain=domain).exists():
+        raise ApplicationError(ErrorCode.NOT_FOUND, f"There is no pack for the domain {domain!r}.")
+    return domain
+
+
+@console_view("view_console")
+@require_GET
+def canary_page(request: HttpRequest, domain: str) -> HttpResponse:
+    access = console_access(request)
+    comparison = canary_compare(tenant=access.tenant, domain=_domain_check(domain))
+    return render(request, "console/canary.html", {**comparison, "access": access})
+
+
+@console_view("publish_pack")
+@require_POST
+def canary_start(request: HttpRequest, pk: int) -> HttpResponse:
+    version = pack_version_get(pk=pk)
+    try:
+        canary = pack_canary_set(version=version, percent=request.POST.get("percent", ""),
+                                 actor=request.user)
+    except ApplicationError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            raise
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{canary.percent}% of new {version.domain} conversations now get "
+                                  f"v{version.version}.")
+    return redirect("console:canary", domain=version.domain)
+
+
+@console_view("publish_pack")
+@require_POST
+def canary_clear(request: HttpRequest, domain: str) -> HttpResponse:
+    ended = pack_canary_clear(domain=_domain_check(domain), actor=request.user)
+    if ended:
+        messages.success(request, f"The canary share of {domain} has ended; new conversations get the "
+                                  "published version.")
+    else:
+        messages.info(request, f"{domain} had no canary share.")
+    return redirect("console:canary", domain=domain)

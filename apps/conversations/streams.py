@@ -28,7 +28,7 @@ from apps.core.errors import ApplicationError, ErrorCode
 Event = tuple[str, str, dict[str, Any]]
 # `human.message` goes on a conversation's key (`conversation:<id>`): an expert answered from the console.
 EVENT_NAMES = {"reasoning.delta", "answer.delta", "retract", "context_trimmed", "escalation", "done", "error",
-               "human.message", "handoff.requested"}
+               "human.message", "handoff.requested", "progress"}
 TERMINAL_EVENTS = {"done", "error"}
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 

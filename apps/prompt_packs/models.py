@@ -113,3 +113,22 @@ class PackVersion(models.Model):
     @property
     def evals(self) -> list[dict[str, Any]]:
         return [dict(case) for case in self.data.get("evals", [])]
+
+
+class PackCanary(models.Model):
+    """A canary share: `percent` of a domain's NEW conversations start on `version`, an approved candidate.
+
+    At most one per domain. Conversations keep the version they started with, so ending the share (or
+    publishing) changes nothing for conversations already running. Written by `services.pack_canary_set`.
+    """
+
+    domain = models.SlugField(max_length=32, unique=True)
+    version = models.ForeignKey(PackVersion, on_delete=models.CASCADE, related_name="+")
+    percent = models.PositiveSmallIntegerField(help_text="Share of new conversations, 1-99 %.")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"canary {self.domain}: {self.percent}% on v{self.version.version}"

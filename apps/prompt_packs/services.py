@@ -10,6 +10,11 @@ domain always has at most one published version (the database enforces it too).
 `packs_load` is the deployment path: packs in git were reviewed there, so it publishes directly.
 Every state change appends an audit record (`pack.loaded`, `pack.approved`, `pack.published`,
 `pack.archived`) in the same transaction: packs are supervised communications (FINRA 3110/2210).
+
+Canary share: `pack_canary_set` gives a percentage of a domain's NEW conversations an approved, not yet
+published candidate (`selectors.pack_for_new_conversation` does the assignment); `pack_canary_clear`
+ends it. Publishing any version of the domain, or archiving the candidate, ends the share too (audited
+`pack.canary_cleared`), so a canary never outlives the baseline it was set against.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_append
 from apps.core.errors import ApplicationError, ErrorCode
-from apps.prompt_packs.models import PackStatus, PackVersion
+from apps.prompt_packs.models import PackCanary, PackStatus, PackVersion
 from apps.prompt_packs.schema import (
     PackValidationError,
     pack_data_validate,
@@ -118,7 +123,58 @@ def pack_version_archive(*, version: PackVersion, actor: Any = None) -> PackVers
     version.archived_at = timezone.now()
     version.save(update_fields=["status", "archived_at"])
     _audit("pack.archived", version, actor)
+    _canary_end(version.domain, actor, reason="archived", only_version=version)
     return version
+
+
+@transaction.atomic
+def pack_canary_set(*, version: PackVersion, percent: Any, actor: Any) -> PackCanary:
+    """Send `percent` (1-99) of the domain's new conversations to `version`, an approved candidate.
+
+    Replaces the domain's previous share, if any. The domain needs a published version to compare
+    against; the candidate must be approved (four eyes and a passing evaluation happened already).
+    """
+    try:
+        share = int(percent)
+    except (TypeError, ValueError):
+        share = -1
+    if str(percent).strip() != str(share) or not 1 <= share <= 99:
+        raise ApplicationError(
+            ErrorCode.VALIDATION, "The canary share is a whole percentage from 1 to 99.", field="percent"
+        )
+    version = _locked(version)
+    _require_status(version, {PackStatus.APPROVED}, "send a canary share to")
+    if not PackVersion.objects.filter(domain=version.domain, status=PackStatus.PUBLISHED).exists():
+        raise ApplicationError(
+            ErrorCode.CONFLICT,
+            f"{version.domain} has no published version for the canary to be compared against.",
+            field="status",
+        )
+    previous = PackCanary.objects.select_for_update().filter(domain=version.domain).first()
+    canary, _created = PackCanary.objects.update_or_create(
+        domain=version.domain, defaults={"version": version, "percent": share, "set_by": actor}
+    )
+    _audit(
+        "pack.canary_set", version, actor, percent=share,
+        replaced=None if previous is None else {"version": previous.version_id, "percent": previous.percent},
+    )
+    return canary
+
+
+@transaction.atomic
+def pack_canary_clear(*, domain: str, actor: Any) -> bool:
+    """End the domain's canary share; new conversations all get the published version. False if none."""
+    return _canary_end(domain, actor, reason="cleared")
+
+
+def _canary_end(domain: str, actor: Any, *, reason: str, only_version: PackVersion | None = None) -> bool:
+    canary = PackCanary.objects.select_for_update().select_related("version").filter(domain=domain).first()
+    if canary is None or (only_version is not None and canary.version_id != only_version.pk):
+        return False
+    version, percent = canary.version, canary.percent
+    canary.delete()
+    _audit("pack.canary_cleared", version, actor, percent=percent, reason=reason)
+    return True
 
 
 def _version_create(*, domain: str, data: dict[str, Any], digest: str, actor: Any) -> PackVersion:
@@ -155,6 +211,7 @@ def _publish(version: PackVersion, actor: Any) -> None:
     version.archived_at = None
     version.save(update_fields=["status", "published_at", "archived_at"])
     _audit("pack.published", version, actor)
+    _canary_end(version.domain, actor, reason="published")
 
 
 def _audit(event: str, version: PackVersion, actor: Any, **extra: Any) -> None:

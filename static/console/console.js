@@ -82,7 +82,12 @@
     function part(name, role) { return side(name).querySelector("[data-role='" + role + "']"); }
     function apply(name, item) {
       var data = item.data || {};
-      if (item.event === "answer.delta") part(name, "answer").textContent += data.text;
+      if (item.event === "progress") {
+        // Token counts, never text: the answer itself waits for the safety hold-back buffer.
+        side(name).setAttribute("data-tokens", String(data.tokens));
+        if (!finished[name]) part(name, "stats").textContent = "generating… " + data.tokens + " tokens";
+      }
+      else if (item.event === "answer.delta") part(name, "answer").textContent += data.text;
       else if (item.event === "reasoning.delta") part(name, "reasoning").textContent += data.text;
       else if (item.event === "retract") part(name, data.target || "answer").textContent = "";
       else if (item.event === "done" || item.event === "error") {
@@ -109,7 +114,9 @@
         .then(function (events) {
           ["left", "right"].forEach(function (name) {
             (events[name] || []).forEach(function (item) { after[name] = item.id; apply(name, item); });
-            if (!finished[name] && part(name, "answer").textContent) part(name, "stats").textContent = "streaming…";
+            if (!finished[name] && part(name, "answer").textContent) {
+              part(name, "stats").textContent = "streaming… " + side(name).getAttribute("data-tokens") + " tokens";
+            }
           });
           if (!(finished.left && finished.right)) window.setTimeout(tick, 250);
         })

@@ -3,8 +3,9 @@
 An expert edits the finance pack and runs its evaluation (the progress bar and the table fill in from
 the real engine and safety pipeline); an admin who drafts a version cannot approve it; a draft whose
 evaluation fails cannot be approved; a second user (the approver) approves and publishes the expert's
-draft; a new conversation uses it; rollback restores the previous version. Screenshots of the
-evaluation and the dashboard go to artifacts/screenshots/.
+draft (after a canary share of it is started and its comparison page shown); a new conversation uses
+it; rollback restores the previous version. Screenshots of the evaluation, the canary comparison and
+the dashboard go to artifacts/screenshots/ at the repository root (gitignored).
 
 The server (tests/browser/console_fixtures.py) gets a copy of domains/ whose finance evaluation set
 is cut to four of its own cases, so that each run takes seconds.
@@ -101,6 +102,16 @@ def test_expert_edits_evaluates_approver_publishes_and_rolls_back(page, page_log
     page.goto(draft_url)
     page.get_by_test_id("approve").click()
     page.wait_for_selector("[data-testid='pack-status']:text('approved')")
+    # Before publishing, the approver sends a canary share to the candidate and sees both versions
+    # compared; publishing ends the share (the split itself is tested in tests/apps/prompt_packs).
+    page.locator("input[name=percent]").fill("50")
+    page.get_by_test_id("canary-start").click()
+    page.wait_for_url(re.compile(r".*/console/packs/canary/finance/$"))
+    assert "50%" in page.get_by_test_id("canary-state").inner_text()
+    assert page.locator(f"[data-testid=canary-table] tr[data-role=canary][data-version='{draft_number}']").count() == 1
+    assert page.locator("[data-testid=canary-table] tr[data-role=published]").count() == 1
+    screenshot(page, "console-canary.png")
+    page.goto(draft_url)
     page.get_by_test_id("publish").click()
     page.wait_for_selector("[data-testid='pack-status']:text('published')")
     assert _new_conversation_pack(page, server) == draft_number

@@ -67,3 +67,33 @@ def test_an_empty_prompt_is_refused(staff):
     response = staff.client("expert").post("/console/arena/start", {"domain": "finance", "prompt": " "},
                                            follow=True)
     assert "Type a prompt" in response.content.decode()
+
+
+def test_max_tokens_per_match_bounds_each_side_and_progress_counts_tokens(staff, fake_engine,
+                                                                          django_capture_on_commit_callbacks):
+    from apps.console import arena_services
+    from apps.conversations.streams import stream_bus
+
+    with django_capture_on_commit_callbacks(execute=False):
+        started = arena_services.arena_match_start(tenant=staff.tenant, actor=staff.users["expert"],
+                                                   domain="finance", prompt="What is compound interest?",
+                                                   max_tokens="3")
+    assert started.max_tokens == 3
+    for side in arena_services.SIDES:
+        result = arena_services.arena_side_run(match_id=str(started.id), side=side)
+        events = stream_bus().read(arena_services.arena_key(started.id, side), None, 0)
+        progress = [data["tokens"] for _id, name, data in events if name == "progress"]
+        assert 1 <= result["tokens"] <= 3 and progress == list(range(1, result["tokens"] + 1))
+        done = events[-1][2]
+        assert done["max_tokens"] == 3
+        assert done["started_at"] <= done["first_token_at"] <= done["finished_at"]
+
+
+@pytest.mark.parametrize("value", ["0", "257", "eight", "-1"])
+def test_max_tokens_out_of_range_is_refused_before_anything_runs(staff, value):
+    from apps.console.models import ArenaMatch
+
+    response = staff.client("expert").post("/console/arena/start", {"domain": "finance", "prompt": "Hi",
+                                                                    "max_tokens": value}, follow=True)
+    assert "Max tokens must be a whole number from 1 to 256" in response.content.decode()
+    assert not ArenaMatch.objects.exists()

@@ -35,7 +35,7 @@ def test_a_role_without_content_rights_sees_the_record_but_not_the_content(staff
     Group.objects.get(name=group_name("admin")).permissions.remove(
         *Group.objects.get(name=group_name("admin")).permissions.filter(codename="view_audit_content"))
     page = staff.client("admin").get(f"/console/audit/{record.seq}/").content.decode()
-    assert "A private answer" not in page and record.hash in page
+    assert "A private answer" not in page and record.hash in page and 'data-state="hidden"' in page
 
 
 def test_verify_chain_reports_ok_and_the_export_is_json_lines(staff, make_flagged):
@@ -61,3 +61,35 @@ def test_verify_chain_names_a_broken_record(staff, make_flagged):
     result = staff.client("auditor").post("/console/audit/verify")
     assert result.status_code == 409
     assert f"BROKEN at record #{record.seq}" in result.content.decode()
+
+
+def test_the_content_is_the_decrypted_payload_not_a_copy_from_the_conversation(staff, db):
+    """A record whose payload mentions nothing stored elsewhere: only decryption can show it."""
+    record = audit_append(event="conversation.exported", actor=staff.users["customer"], tenant=staff.tenant,
+                          subject="conversation:x", payload={"format": "md", "note": "only in the sealed payload"})
+    assert record.payload_sealed and "only in the sealed payload" not in record.payload_sealed
+    page = staff.client("auditor").get(f"/console/audit/{record.seq}/").content.decode()
+    assert 'data-state="shown"' in page and "only in the sealed payload" in page
+    hidden = staff.client("expert").get(f"/console/audit/{record.seq}/")
+    assert hidden.status_code == 403  # an expert may not open audit records at all
+
+
+def test_a_shredded_subject_shows_erased_and_the_viewing_is_still_audited(staff, make_flagged):
+    from apps.audit.erasure import subject_erase
+
+    record = _turn_record(staff, make_flagged)
+    subject_erase(user=staff.users["customer"], actor=staff.users["admin"])
+    before = AuditRecord.objects.filter(event="audit.viewed").count()
+    for role in ("auditor", "admin"):
+        page = staff.client(role).get(f"/console/audit/{record.seq}/").content.decode()
+        assert 'data-state="erased"' in page and 'data-testid="content-erased"' in page
+        assert "A private answer" not in page and record.hash in page
+    assert AuditRecord.objects.filter(event="audit.viewed").count() == before + 2
+    assert staff.client("auditor").post("/console/audit/verify").status_code == 200  # the chain still verifies
+
+
+def test_a_record_without_personal_data_says_so(staff, db):
+    record = audit_append(event="audit.verified", actor="system", tenant=staff.tenant, subject="audit:chain",
+                          payload={"ok": True})
+    page = staff.client("auditor").get(f"/console/audit/{record.seq}/").content.decode()
+    assert 'data-state="digest_only"' in page

@@ -36,6 +36,9 @@ def _routes(pk: int, run_id: str, item_id: str, seq: int, match_id: str) -> list
         ("post", f"/console/packs/{pk}/approve", "approve_pack", {}),
         ("post", f"/console/packs/{pk}/publish", "publish_pack", {}),
         ("post", f"/console/packs/{pk}/rollback", "publish_pack", {}),
+        ("get", "/console/packs/canary/finance/", "view_console", {}),
+        ("post", f"/console/packs/{pk}/canary", "publish_pack", {"percent": "0"}),
+        ("post", "/console/packs/canary/finance/clear", "publish_pack", {}),
         ("get", f"/console/evals/{run_id}/", "view_console", {}),
         ("get", f"/console/evals/{run_id}.json", "view_console", {}),
         ("get", "/console/review/", "review_queue", {}),
@@ -46,7 +49,7 @@ def _routes(pk: int, run_id: str, item_id: str, seq: int, match_id: str) -> list
         ("get", "/console/audit/export.jsonl", "export_audit", {}),
         ("get", f"/console/audit/{seq}/", "view_audit", {}),
         ("get", "/console/arena/", "use_arena", {}),
-        ("post", "/console/arena/start", "use_arena", {"domain": "finance", "prompt": ""}),
+        ("post", "/console/arena/start", "use_arena", {"domain": "finance", "prompt": "", "max_tokens": "8"}),
         ("get", f"/console/arena/{match_id}/", "use_arena", {}),
         ("get", f"/console/arena/{match_id}/events.json", "use_arena", {}),
         ("post", f"/console/arena/{match_id}/vote", "use_arena", {"winner": "nobody"}),
@@ -76,7 +79,8 @@ def test_every_console_route_is_in_the_matrix(objects):
     console = next(p for p in get_resolver().url_patterns if str(p.pattern) == "console/")
     names = {p.name for p in console.url_patterns if isinstance(p, URLPattern)}
     covered = {"home", "dashboard", "metrics", "packs", "pack-diff", "pack-version", "pack-draft",
-               "pack-evaluate", "pack-approve", "pack-publish", "pack-rollback", "eval-page", "eval-status",
+               "pack-evaluate", "pack-approve", "pack-publish", "pack-rollback", "canary", "canary-start",
+               "canary-clear", "eval-page", "eval-status",
                "review", "review-item", "review-action", "audit", "audit-verify", "audit-export", "audit-record",
                "arena", "arena-start", "arena-match", "arena-events", "arena-vote"}
     assert names == covered
@@ -125,7 +129,19 @@ def test_another_tenants_objects_are_not_found(staff, other_staff, objects, make
     assert rival.get(f"/console/arena/{match_id}/").status_code == 404
     assert rival.post(f"/console/arena/{match_id}/vote", {"winner": "left"}).status_code == 404
     assert str(item_id) not in rival.get("/console/review/").content.decode()
+    # packs are shared, but the canary comparison counts only the viewer's own conversations
+    assert _canary_conversations(rival) == 0 and _canary_conversations(staff.client("admin")) == 1
+    assert rival.post(f"/console/packs/{_pk}/canary", {"percent": "10"}).status_code == 302  # shared pack
     assert staff.client("admin").get(f"/console/audit/{demo_record.seq}/").status_code == 200
+
+
+def _canary_conversations(client) -> int:
+    """The conversations cell of the published row on the finance canary page."""
+    import re
+
+    page = client.get("/console/packs/canary/finance/").content.decode()
+    row = page[page.index('data-role="published"'):]
+    return int(re.findall(r"<td>(\d+)</td>", row[:row.index("</tr>")])[0])
 
 
 def test_a_member_of_no_tenant_and_the_legacy_compliance_role(staff, db):
