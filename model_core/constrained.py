@@ -34,8 +34,9 @@ Engine hook (one processor per request, built before generation so a bad schema 
 The vocabulary must be able to spell every byte (byte-level BPE and byte-fallback vocabularies
 can); a vocabulary with holes may reach a state no token continues, and the sampler then reports
 that every logit is masked. Outputs are bounded (strings, numbers, nesting; see
-``constrained_schema``) but not by ``max_tokens``: a budget too small for the value ends with
-finish reason "length" and an incomplete value.
+``constrained_schema``), and with ``max_tokens`` the constraint also closes the value in time for
+the token budget (``constrained_budget``); only a budget below the value's minimal length still
+ends with finish reason "length" and an incomplete value.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model_core.constrained_budget import BudgetGuard
 from model_core.constrained_grammar import DEAD, Grammar, text_until
 from model_core.constrained_regex import compile_regex
 from model_core.constrained_schema import DEFAULT_MAX_STRING_CHARS, compile_json_object, compile_json_schema
@@ -57,6 +59,7 @@ from model_core.constrained_vocab import (
     VocabPart,
     token_bytes_from_pieces,
     token_bytes_from_tokenizer,
+    vocabulary_for_tokenizer,
 )
 
 __all__ = [
@@ -85,6 +88,14 @@ class _Machine:
         self._suffix_ok: dict[tuple, bool] = {}
         self.eos = np.asarray(sorted(vocab.eos_ids), dtype=np.int64)
         self.lock = threading.Lock()
+        self._guard: BudgetGuard | None = None
+
+    @property
+    def guard(self) -> BudgetGuard:
+        """Closing distances for token budgets (built on first use: most requests never need it)."""
+        if self._guard is None:
+            self._guard = BudgetGuard(self.grammar, self.vocab)
+        return self._guard
 
     def _part_ids(self, sid: int, part: VocabPart, clip: int) -> list[int]:
         pos = self.grammar.string_position(sid)
@@ -200,9 +211,10 @@ class _Machine:
 class Constraint:
     """The per-request cursor over a compiled machine; not shared between sequences."""
 
-    def __init__(self, machine: _Machine, description: str) -> None:
+    def __init__(self, machine: _Machine, description: str, max_tokens: int | None = None) -> None:
         self._m = machine
         self.description = description
+        self.max_tokens = max_tokens  # the sampler's budget: close the value before it runs out
         self.state = machine.initial
         self.finished = False  # EOS consumed
         self.output = bytearray()
@@ -253,12 +265,26 @@ class Constraint:
         for token_id in ids[self._base + self._consumed:]:
             self.advance(int(token_id))
 
+    def _close_in_time(self, logits: torch.Tensor) -> None:
+        """Forbid tokens after which the value could no longer close within the budget (in place)."""
+        m = self._m
+        left = self.max_tokens - self._consumed  # tokens still to sample, this one included
+        if not m.guard.in_zone(self.state, left):
+            return
+        blocked = m.guard.blocked(self.state, m.allowed_ids(self.state), left)
+        if blocked is not None:
+            index = torch.from_numpy(blocked[blocked < logits.shape[-1]]).to(logits.device)
+            logits[..., index] = float("-inf")
+
     def processor(self, generated_ids: Sequence[int] | torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Logits processor: catch up with tokens not yet ``advance``d, then mask the rest to -inf."""
         with self._m.lock:
             self._sync(generated_ids)
             if not self.finished:
-                return self._m.apply(self.state, logits)
+                out = self._m.apply(self.state, logits)
+                if self.max_tokens is not None:
+                    self._close_in_time(out)
+                return out
         out = torch.full_like(logits, float("-inf"))
         index = torch.from_numpy(self._m.eos).to(logits.device)
         out[..., index] = logits[..., index]
@@ -271,7 +297,6 @@ _MACHINES: dict[tuple[str, int], _Machine] = {}
 _MACHINES_LOCK = threading.Lock()
 _MACHINE_LIMIT = 64
 _STATE_LIMIT = 200_000
-_VOCABS: dict[tuple[int, tuple[int, ...]], tuple[Any, TokenVocabulary]] = {}
 
 
 def _machine(key: str, vocab: TokenVocabulary, build: Callable[[Grammar], int], after: str | None = None,
@@ -311,12 +336,15 @@ def constraint_from_response_format(
     *,
     max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
     after: str | None = None,
+    max_tokens: int | None = None,
 ) -> Constraint:
     """A constraint for an OpenAI-style ``response_format``; ``ValueError`` if it cannot be enforced.
 
     Types: ``json_object``; ``json_schema`` (``{"json_schema": {"name", "schema"}}``); and two
     Verity extensions, ``{"type": "choice", "choices": [...]}`` and ``{"type": "regex", "pattern": ...}``.
     ``after="</think>"`` (R1 checkpoints) leaves the reasoning free and constrains what follows it.
+    ``max_tokens``: the sampler's token budget; the value is then closed in time to fit it (and EOS),
+    see ``constrained_budget``.
     """
     if not isinstance(response_format, dict) or "type" not in response_format:
         raise ValueError("response_format must be an object with a 'type'")
@@ -325,7 +353,7 @@ def constraint_from_response_format(
     if kind == "json_object":
         machine = _machine(f"json_object:{max_string_chars}", vocab,
                            lambda g: compile_json_object(g, max_string_chars), after)
-        return Constraint(machine, "JSON object")
+        return Constraint(machine, "JSON object", max_tokens)
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, dict) or "schema" not in spec:
@@ -333,41 +361,22 @@ def constraint_from_response_format(
         schema = spec["schema"]
         key = "json_schema:" + json.dumps(schema, sort_keys=True) + f":{max_string_chars}"
         machine = _machine(key, vocab, lambda g: compile_json_schema(g, schema, max_string_chars), after)
-        return Constraint(machine, f"JSON schema {spec.get('name', '')!r}".rstrip())
+        return Constraint(machine, f"JSON schema {spec.get('name', '')!r}".rstrip(), max_tokens)
     if kind == "choice":
-        return choice_constraint(response_format.get("choices") or [], vocab, (), after=after)
+        return choice_constraint(response_format.get("choices") or [], vocab, (), after=after,
+                                 max_tokens=max_tokens)
     if kind == "regex":
-        return regex_constraint(response_format.get("pattern") or "", vocab, (), after=after)
+        return regex_constraint(response_format.get("pattern") or "", vocab, (), after=after,
+                                max_tokens=max_tokens)
     if kind == "text":
         raise ValueError("response_format type 'text' needs no constraint; do not build one")
     raise ValueError(f"unsupported response_format type {kind!r} "
                      "(expected 'json_object', 'json_schema', 'choice' or 'regex')")
 
 
-def vocabulary_for_tokenizer(tokenizer: Any, eos_ids: Iterable[int]) -> TokenVocabulary:
-    """The (cached) constraint vocabulary of an engine tokenizer.
-
-    Accepts ``model_core.tokenizer.Tokenizer`` (uses its ``backend``), a ``tokenizers.Tokenizer`` or
-    a transformers tokenizer. Build it once per engine: it costs about a second for 50k tokens.
-    """
-    backend = getattr(tokenizer, "backend", tokenizer)
-    eos = tuple(sorted(int(e) for e in eos_ids))
-    key = (id(backend), eos)
-    with _MACHINES_LOCK:
-        hit = _VOCABS.get(key)
-        if hit is not None and hit[0] is backend:
-            return hit[1]
-    vocab = TokenVocabulary(token_bytes_from_tokenizer(backend), eos)
-    with _MACHINES_LOCK:
-        if len(_VOCABS) >= 8:
-            _VOCABS.pop(next(iter(_VOCABS)))
-        _VOCABS[key] = (backend, vocab)
-    return vocab
-
-
 def choice_constraint(
     choices: Sequence[str], tokenizer_vocab: Sequence[bytes | str | None] | TokenVocabulary, eos_ids: Iterable[int],
-    *, after: str | None = None,
+    *, after: str | None = None, max_tokens: int | None = None,
 ) -> Constraint:
     """The output is exactly one of ``choices``."""
     if not choices or not all(isinstance(c, str) and c for c in choices):
@@ -375,14 +384,14 @@ def choice_constraint(
     vocab = TokenVocabulary.get(tokenizer_vocab, eos_ids)
     machine = _machine("choice:" + json.dumps(list(choices)), vocab,
                        lambda g: g.alt(*[g.literal(c.encode("utf-8")) for c in dict.fromkeys(choices)]), after)
-    return Constraint(machine, "choice")
+    return Constraint(machine, "choice", max_tokens)
 
 
 def regex_constraint(
     pattern: str, tokenizer_vocab: Sequence[bytes | str | None] | TokenVocabulary, eos_ids: Iterable[int],
-    *, after: str | None = None,
+    *, after: str | None = None, max_tokens: int | None = None,
 ) -> Constraint:
     """The whole output matches ``pattern`` (subset of ``re`` syntax; see ``constrained_regex``)."""
     vocab = TokenVocabulary.get(tokenizer_vocab, eos_ids)
     machine = _machine("regex:" + pattern, vocab, lambda g: compile_regex(g, pattern), after)
-    return Constraint(machine, f"regex {pattern!r}")
+    return Constraint(machine, f"regex {pattern!r}", max_tokens)

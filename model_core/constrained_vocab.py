@@ -187,3 +187,28 @@ class TokenVocabulary:
                 cls._cache.pop(next(iter(cls._cache)))
             cls._cache[key] = (tokens, vocab)  # holds the list so its id is not reused
         return vocab
+
+
+_VOCABS: dict[tuple[int, tuple[int, ...]], tuple[Any, TokenVocabulary]] = {}
+_VOCABS_LOCK = threading.Lock()
+
+
+def vocabulary_for_tokenizer(tokenizer: Any, eos_ids: Iterable[int]) -> TokenVocabulary:
+    """The (cached) constraint vocabulary of an engine tokenizer.
+
+    Accepts ``model_core.tokenizer.Tokenizer`` (uses its ``backend``), a ``tokenizers.Tokenizer`` or
+    a transformers tokenizer. Build it once per engine: it costs about a second for 50k tokens.
+    """
+    backend = getattr(tokenizer, "backend", tokenizer)
+    eos = tuple(sorted(int(e) for e in eos_ids))
+    key = (id(backend), eos)
+    with _VOCABS_LOCK:
+        hit = _VOCABS.get(key)
+        if hit is not None and hit[0] is backend:
+            return hit[1]
+    vocab = TokenVocabulary(token_bytes_from_tokenizer(backend), eos)
+    with _VOCABS_LOCK:
+        if len(_VOCABS) >= 8:
+            _VOCABS.pop(next(iter(_VOCABS)))
+        _VOCABS[key] = (backend, vocab)
+    return vocab

