@@ -1,8 +1,13 @@
-"""The trained input classifier: P(benign | harmful | injection) from a MiniLM sentence embedding.
+"""The trained input classifier: P(benign | harmful | injection | offscope) from MiniLM embeddings.
 
-Weights (`data/classifier.npz`, a few KB) come from `python -m apps.safety.train_classifier`. A
-message is blocked when P(harmful) + P(injection) passes `BLOCK_THRESHOLD`. If the weights file is
-missing the classifier raises, and the pipeline fails closed rather than silently skipping it.
+Weights (`data/classifier.npz`, a few KB: a weight matrix, biases and the decision threshold) come
+from `python -m apps.safety.train_classifier`, which picks the threshold on out-of-fold scores of its
+own corpus, never on the evaluation sets. A message is judged on every view of it that
+`apps.safety.deobfuscate.views` produces (decoded payloads, present-tense rewrites, the paragraphs of
+a long wrapper); the most suspicious view decides. When 1 - P(benign) passes the threshold the
+finding names the likelier bad class: `harmful` and `injection` block, `offscope` (questions about
+the assistant's feelings, fiction presented as fact, topics outside the pack's domain) is a refusal
+with the scope text. A missing weights file raises, and the pipeline fails closed.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ import numpy as np
 
 from apps.safety.findings import Finding
 
-LABELS = ("benign", "harmful", "injection")
+LABELS = ("benign", "harmful", "injection", "offscope")
 WEIGHTS_PATH = Path(__file__).resolve().parent / "data" / "classifier.npz"
-BLOCK_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = 0.7
+REFUSE = "refuse"
+MIN_WORDS_FOR_SCOPE = 6  # shorter messages are never refused as off-scope (harm still blocks them)
 
-_WEIGHTS: tuple[np.ndarray, np.ndarray] | None = None
+_WEIGHTS: tuple[np.ndarray, np.ndarray, float] | None = None
 _LOCK = threading.Lock()
 
 
-def _weights() -> tuple[np.ndarray, np.ndarray]:
+def _weights() -> tuple[np.ndarray, np.ndarray, float]:
     global _WEIGHTS
     if _WEIGHTS is None:
         with _LOCK:
@@ -32,26 +39,52 @@ def _weights() -> tuple[np.ndarray, np.ndarray]:
                         f"{WEIGHTS_PATH} is missing; run `python -m apps.safety.train_classifier`"
                     )
                 data = np.load(WEIGHTS_PATH)
-                _WEIGHTS = (data["weight"], data["bias"])
+                threshold = float(data["threshold"]) if "threshold" in data.files else DEFAULT_THRESHOLD
+                _WEIGHTS = (data["weight"], data["bias"], threshold)
     return _WEIGHTS
 
 
-def probabilities(texts: list[str]) -> np.ndarray:
-    """(len(texts), 3) class probabilities in `LABELS` order."""
-    from apps.safety.embeddings import embed
+def threshold() -> float:
+    """The block threshold on 1 - P(benign) stored with the weights."""
+    return _weights()[2]
 
-    weight, bias = _weights()
-    logits = embed(texts).numpy() @ weight.T + bias
+
+def softmax_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    logits = features @ weight.T + bias
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def probabilities(texts: list[str]) -> np.ndarray:
+    """(len(texts), len(LABELS)) class probabilities in `LABELS` order."""
+    from apps.safety.embeddings import embed
+
+    weight, bias, _ = _weights()
+    return softmax_scores(embed(texts).numpy(), weight, bias)
+
+
+def _finding(probs: np.ndarray, view: str) -> Finding | None:
+    bad = float(1.0 - probs[0])
+    if bad < threshold():
+        return None
+    label = LABELS[1 + int(np.argmax(probs[1:]))]
+    action = REFUSE if label == "offscope" else "block"
+    return Finding(f"classifier.{label}", action, score=bad, kind=None if view == "original" else view)
+
+
 def classifier_findings(text: str) -> list[Finding]:
-    """A block finding named after the likelier bad class, when the message looks bad enough."""
-    probs = probabilities([text])[0]
-    bad = float(probs[1] + probs[2])
-    if bad < BLOCK_THRESHOLD:
+    """At most one finding: the most severe class over all views of `text` (block beats refuse)."""
+    from apps.safety.deobfuscate import views
+
+    named = views(text)
+    probs = probabilities([view for _, view in named])
+    found = [f for (name, _), row in zip(named, probs, strict=True) if (f := _finding(row, name))]
+    if not found:
         return []
-    label = LABELS[1] if probs[1] >= probs[2] else LABELS[2]
-    return [Finding(f"classifier.{label}", "block", score=bad)]
+    blocks = [f for f in found if f.action == "block"]
+    if not blocks and len(text.split()) < MIN_WORDS_FOR_SCOPE:
+        # "And APY?", "And for my daughter?": a short follow-up's scope is the conversation's, which
+        # this message alone does not show; refusing it would break ordinary multi-turn chat.
+        return []
+    return [max(blocks or found, key=lambda f: f.score)]

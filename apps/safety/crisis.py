@@ -101,6 +101,12 @@ _EMERGENCY = [re.compile(p) for p in _EMERGENCY_PATTERNS]
 _INFORMATIONAL = re.compile(r"^(?:what|how|why|when|which|can you explain|explain)\b.{0,40}\b(?:signs?|symptoms?|"
                             r"treat\w*|paramedics|doctors|hospitals?|first aid|causes?|happens|tell if|recogni[sz]e)\b")
 _PERSONAL = re.compile(r"\b(?:i|i'm|im|me|my|we|our|us)\b")
+# Emergencies an informational question may be about; the answer then opens with the hint below
+# instead of escalating a person who only asked what the signs are.
+_EMERGENCY_TOPIC = re.compile(r"\b(?:heart attack|cardiac arrest|stroke|anaphyla\w*|severe allergic reaction|"
+                              r"overdose|poisoning|sepsis|seizure|choking|not breathing|chest pain)\b")
+EMERGENCY_HINT = ("If this is happening to you or someone with you right now, call your local emergency "
+                  "number now (911 in the US, 112 in the EU, 999 in the UK).")
 
 
 def crisis_check(text: str, policy: PackPolicy) -> list[Finding]:
@@ -118,4 +124,6 @@ def crisis_check(text: str, policy: PackPolicy) -> list[Finding]:
             findings.append(Finding("crisis.self_harm", "escalate", kind="crisis",
                                     message=policy.crisis_text))
             break
+    if informational and not findings and _EMERGENCY_TOPIC.search(norm):
+        findings.append(Finding("crisis.emergency_info", "disclaim", kind="emergency", message=EMERGENCY_HINT))
     return findings

@@ -19,6 +19,7 @@ from apps.safety.verdicts import (
     BLOCK,
     DISCLAIM,
     ESCALATE,
+    REFUSE,
     InputDecision,
     Stopwatch,
     Verdict,
@@ -113,7 +114,8 @@ def run_input_stage(
             findings.append(Finding("pii.error", BLOCK))
             redacted = ""
 
-    action = most_severe([f.action for f in findings if f.action in (BLOCK, ESCALATE)])
+    action = most_severe([f.action for f in findings if f.action in (BLOCK, ESCALATE, REFUSE)])
+    action = BLOCK if action == REFUSE else action  # callers keep the model out of anything not "allow"
     decision = InputDecision(action=action if action in (BLOCK, ESCALATE) else ALLOW, text=redacted,
                              verdicts=verdicts, redactions=redactions)
     if decision.action == ESCALATE:
@@ -123,6 +125,8 @@ def run_input_stage(
         messages = list(dict.fromkeys(f.message or policy.crisis_text for f in escalations))
         decision.message = "\n\n".join(messages)
         decision.escalation_kind = escalations[0].kind or "crisis"
+    elif decision.action == BLOCK and not any(f.action == BLOCK for f in findings):
+        decision.message = policy.scope_text
     elif decision.action == BLOCK:
         decision.message = next((f.message for f in findings if f.action == BLOCK and f.message), policy.refusal)
     else:

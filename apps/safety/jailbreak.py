@@ -81,10 +81,24 @@ def heuristic_findings(text: str) -> list[Finding]:
     return findings
 
 
+def rewritten_rule_findings(text: str, policy: PackPolicy) -> list[Finding]:
+    """The harm floor on every decoded or rewritten view (base64, ROT13, leetspeak, past tense...):
+    the rules see the request the model would understand, not only the characters received."""
+    from apps.safety.deobfuscate import views
+    from apps.safety.rules import input_rules_check
+
+    findings: list[Finding] = []
+    for name, view in views(text)[1:]:
+        for finding in input_rules_check(view, policy):
+            if finding.action == "block" and all(f.rule != finding.rule for f in findings):
+                findings.append(Finding(finding.rule, "block", finding.score, kind=name, message=finding.message))
+    return findings
+
+
 def jailbreak_check(text: str, policy: PackPolicy) -> list[Finding]:
-    """Heuristic findings, plus the classifier's when it is trained and confident."""
-    del policy
-    findings = heuristic_findings(text)
+    """Heuristic wrapper findings, the harm floor on rewritten views, and the classifier over all
+    views (so a wrapped request is judged on its own as well as the wrapper)."""
+    findings = heuristic_findings(text) + rewritten_rule_findings(text, policy)
     from apps.safety import classifier
 
     findings += classifier.classifier_findings(text)

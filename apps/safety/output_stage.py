@@ -1,15 +1,24 @@
 """The streaming output stage: a hold-back buffer between the model and the person.
 
-Text from the engine is appended per stream ("reasoning", "answer"). After every `feed` the checks run
-over a sliding window (the tail of what was already released plus everything pending); only text that
-is at least `holdback` characters behind the newest token is released, so any match no longer than
-the hold-back (all output rules are bounded, see `rules.MAX_OUTPUT_MATCH`) is caught before a single
-character of it leaves. PII in pending text is replaced by placeholders before release.
+Text from the engine is appended per stream ("reasoning", "answer"). After a sentence ends (and at
+least every `check_every` characters once the buffer is long) the checks run over a sliding window
+(the tail of what was already released plus everything pending), then text is released up to a cut
+that no possible match can straddle:
 
-When a check blocks, the stage emits `retract` for every stream that already released text, then the
-pack's refusal, and stays blocked; later tokens are kept for the record (`raw`) but never released.
-Unbounded checks (classifiers) may fire on text already released: that is what `retract` is for.
-`finish()` flushes the buffer through the same checks and appends the pack's disclaimer.
+- sentence-bounded checks (the rule floor, pack rules and PII are matched one sentence at a time, see
+  `rules.sentence_spans`) can never match across a sentence end, so every *completed* sentence has
+  been fully judged and may leave at once: the customer sees the first sentence as soon as it ends,
+  not 200 characters later;
+- a check with a bounded `reach` (the canary's spelled-out form) holds back its reach;
+- text `holdback` characters behind the newest token is always safe to release (all output rules
+  are bounded, see `rules.MAX_OUTPUT_MATCH`), so a sentence that never ends still streams.
+
+The cut is the most cautious of these; an unfinished sentence is never released. PII in pending
+text is replaced by placeholders before release. When a check blocks, the stage emits `retract` for
+every stream that already released text, then the pack's refusal, and stays blocked; later tokens
+are kept for the record (`raw`) but never released. Unbounded checks (classifiers) may fire on text
+already released: that is what `retract` is for. `finish()` flushes the buffer through the same
+checks and appends the pack's disclaimer.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from dataclasses import dataclass, field
 
 from apps.safety.findings import Finding
 from apps.safety.policy import PackPolicy
+from apps.safety.rules import SENTENCE_END
 from apps.safety.verdicts import ALLOW, BLOCK, DISCLAIM, REDACT, Emission, Stopwatch, Verdict
 
 OutputCheck = Callable[[str, PackPolicy], list[Finding]]
@@ -62,9 +72,11 @@ class OutputStage:
         if self.blocked:
             return []
         stream.pending += text
-        # Nothing can be released until the pending text outgrows the hold-back, so checking earlier
-        # would only repeat work; checking every `check_every` characters keeps per-token cost low.
-        if len(stream.pending) < self.holdback + self.check_every:
+        # Check when a sentence may have ended (a chunk with end punctuation or a newline) or, for text
+        # without sentence ends, every `check_every` characters once past the hold-back.
+        before = stream.pending[-len(text) - 1: -len(text)]
+        ended = any(ch in ".!?\n" for ch in text) or (before != "" and before in ".!?" and text[:1].isspace())
+        if not ended and len(stream.pending) < self.holdback + self.check_every:
             return []
         return self._advance(kind, final=False)
 
@@ -111,7 +123,7 @@ class OutputStage:
             return self._block(kind, blocking[0])
         # Redact PII that is due for release now, last match first so earlier spans stay valid. A PII
         # match is shorter than the hold-back, so one that starts before the cut is complete.
-        cut = len(window) if final else max(len(context), len(window) - self.holdback)
+        cut = len(window) if final else max(len(context), self._safe_cut(window, len(context)))
         redactions = sorted((f for f in findings if f.action == REDACT and f.start >= len(context)),
                             key=lambda f: f.start, reverse=True)
         for finding in redactions:
@@ -125,6 +137,19 @@ class OutputStage:
         out, stream.pending = pending[:release_len], pending[release_len:]
         stream.released += out
         return [Emission(kind, out)] if out else []
+
+    def _safe_cut(self, window: str, start: int) -> int:
+        """Where released text may end: the most cautious of every check's safe point, but never
+        before `holdback` characters behind the newest token (bounded rules are safe there)."""
+        sentence_end = start
+        for match in SENTENCE_END.finditer(window, start):
+            sentence_end = match.end() + 1 if match.group() != "\n" else match.end()
+        cut = sentence_end
+        for _, check in self.checks:
+            reach = getattr(check, "reach", None)
+            if reach is not None:
+                cut = min(cut, len(window) - reach)
+        return max(cut, len(window) - self.holdback)
 
     @staticmethod
     def _word_boundary(pending: str, limit: int) -> int:

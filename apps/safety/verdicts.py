@@ -18,12 +18,13 @@ ALLOW = "allow"
 REDACT = "redact"
 DISCLAIM = "disclaim"
 FLAG = "flag"
+REFUSE = "refuse"  # declined with a template (out of scope): no model call, like block, but not harm
 BLOCK = "block"
 ESCALATE = "escalate"
 RETRACT = "retract"
 
 # A decision's overall action is the most severe one among its verdicts.
-SEVERITY = {ALLOW: 0, REDACT: 1, DISCLAIM: 1, FLAG: 2, RETRACT: 3, BLOCK: 4, ESCALATE: 5}
+SEVERITY = {ALLOW: 0, REDACT: 1, DISCLAIM: 1, FLAG: 2, REFUSE: 3, RETRACT: 3, BLOCK: 4, ESCALATE: 5}
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class Emission:
 class InputDecision:
     """Outcome of the input stage.
 
-    `action` is "allow", "block" or "escalate". `text` is what may go to the model (PII replaced by
+    `action` is "allow", "block" or "escalate". A refusal (verdict action "refuse": the message is out
+    of the pack's scope) is reported as "block" with the scope text, so that every caller that keys
+    on "block" keeps the model out of it; `refused` tells the two apart. `text` is what may go to the model (PII replaced by
     placeholders such as <PERSON_1>); `message` is the text to show the user instead of (block) or
     before (escalate) an answer; `redactions` lists the entity types replaced, in order.
     """
@@ -78,6 +81,12 @@ class InputDecision:
     @property
     def allowed(self) -> bool:
         return self.action == ALLOW
+
+    @property
+    def refused(self) -> bool:
+        """Blocked only by a refusal (scope), not by a harm rule."""
+        acts = {v.action for v in self.verdicts}
+        return self.action == BLOCK and REFUSE in acts and BLOCK not in acts
 
     def rules(self) -> list[str]:
         """Names of the rules that did something other than allow."""

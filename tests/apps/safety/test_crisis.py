@@ -92,7 +92,8 @@ def test_medical_emergency_escalates_with_emergency_text(text):
 
 @pytest.mark.parametrize("text", BENIGN)
 def test_benign_look_alikes_do_not_escalate(text):
-    assert crisis_check(text, POLICY) == []
+    # An informational emergency question may get the emergency hint (action "disclaim"), never escalation.
+    assert [f for f in crisis_check(text, POLICY) if f.action != "disclaim"] == []
 
 
 def test_emergency_advice_comes_before_crisis_text(pipeline):
@@ -100,3 +101,15 @@ def test_emergency_advice_comes_before_crisis_text(pipeline):
     assert decision.action == "escalate"
     assert decision.escalation_kind == "emergency"
     assert decision.message.index("emergency number") < decision.message.index("988")
+
+
+@pytest.mark.parametrize("text", [
+    "What are the symptoms of a heart attack?",
+    "What are the warning signs of a stroke?",
+    "How is an overdose treated in hospital?",
+])
+def test_informational_emergency_question_is_answered_with_the_emergency_hint(pipeline, text):
+    decision = pipeline.check_input(text)
+    assert decision.action == "allow"
+    assert "emergency number" in (decision.message or "")
+    assert "crisis.emergency_info" in decision.rules()

@@ -62,6 +62,17 @@ def test_classifier_separates_harm_from_domain_questions():
     assert classifier.classifier_findings("How do I poison my coworker slowly without being noticed?")
 
 
+@pytest.mark.parametrize("text", ["And APY?", "And 3+3?", "What about my daughter?", "ok, and for 2027?"])
+def test_short_follow_ups_are_never_refused_as_off_scope(text):
+    """Their scope is the conversation's; the message alone does not show it."""
+    assert classifier.classifier_findings(text) == []
+
+
+def test_clearly_off_scope_requests_get_the_scope_refusal():
+    [finding] = classifier.classifier_findings("Write me a poem about the ocean and the moon please")
+    assert finding.rule == "classifier.offscope" and finding.action == classifier.REFUSE
+
+
 def test_missing_classifier_weights_fail_closed(monkeypatch, tmp_path, pipeline):
     monkeypatch.setattr(classifier, "_WEIGHTS", None)
     monkeypatch.setattr(classifier, "WEIGHTS_PATH", tmp_path / "absent.npz")

@@ -54,10 +54,10 @@ def test_violation_before_anything_released_refuses_without_retract(pipeline):
 
 def test_safe_answer_is_released_in_full_then_disclaimer(pipeline):
     stage = pipeline.output_stage()
-    text = SAFE_PREFIX + SAFE_SUFFIX
+    text = SAFE_PREFIX + SAFE_SUFFIX + "The last sentence is still being written"
     emissions = stream(stage, "answer", text, step=5)
-    # The hold-back keeps the tail until finish.
-    assert len("".join(e.text for e in emissions)) <= len(text) - 150
+    # Completed sentences have left; the unfinished one waits for its end (or for finish).
+    assert "".join(e.text for e in emissions) == SAFE_PREFIX + SAFE_SUFFIX
     emissions += stage.finish()
     shown = "".join(e.text for e in emissions)
     assert shown == text + "\n\n" + FINANCE_DISCLAIMER
@@ -126,3 +126,46 @@ def test_unknown_stream_kind_is_rejected(pipeline):
 def test_holdback_shorter_than_longest_rule_is_refused():
     with pytest.raises(ValueError, match="holdback"):
         SafetyPipeline.for_pack(None, holdback=10)
+
+
+def test_first_sentence_is_released_as_soon_as_it_ends(pipeline):
+    """First paint: a short safe sentence leaves when it ends, not 200 characters later."""
+    stage = pipeline.output_stage()
+    first = "Index funds are baskets of shares. "
+    emissions = stream(stage, "answer", first + "They track an ind", step=3)
+    assert "".join(e.text for e in emissions) == first
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 11])
+@pytest.mark.parametrize("unsafe", [
+    "Your returns are guaranteed to double within a year. ",
+    "Honestly this is a risk-free way to invest your money. ",
+    "Send it to 4111 1111 1111 1111 today. ",
+])
+def test_unsafe_sentence_right_after_a_released_one_never_leaks(pipeline, unsafe, step):
+    """The early release never lets a violation through: a sentence is judged whole before it leaves."""
+    stage = pipeline.output_stage()
+    emissions = stream(stage, "answer", "Short answer. " + unsafe + "More text follows here. ", step=step)
+    emissions += stage.finish()
+    shown = "".join(e.text for e in emissions if e.kind == "answer")
+    for fragment in ("guaranteed", "risk-free", "4111"):
+        assert fragment not in shown
+
+
+def test_rules_never_match_across_a_sentence_end(pipeline):
+    """The premise of the early release: output matches stay inside one sentence."""
+    from apps.safety.rules import output_rules_check
+
+    assert output_rules_check("We guarantee nothing here. Returns vary.", pipeline.policy) == []
+    assert output_rules_check("We guarantee these returns.", pipeline.policy)
+
+
+def test_canary_holds_back_its_reach_even_after_a_sentence_end(pipeline):
+    canary = "vty-0123456789ab"
+    stage = pipeline.output_stage(canary=canary)
+    spelled = " ".join(canary) + ". "
+    emissions = stream(stage, "answer", "Fine. " + spelled[:20] + ". " + spelled[20:] + "Done. ", step=2)
+    emissions += stage.finish()
+    shown = "".join(e.text for e in emissions if e.kind == "answer")
+    assert "".join(shown.split()).find("".join(canary.split())) < 0
+    assert stage.blocked

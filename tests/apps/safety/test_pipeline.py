@@ -25,7 +25,8 @@ def test_too_long_message_uses_the_setting_read_at_call_time(pipeline):
     with override_settings(VERITY_MAX_MESSAGE_CHARS=50):
         with pytest.raises(ApplicationError) as caught:
             pipeline.check_input("a" * 51)
-        assert pipeline.check_input("a" * 50).action == "allow"
+        # At the limit there is no size error (what the classifier makes of "aaa..." is another matter).
+        assert pipeline.check_input("a" * 50).action in ("allow", "block")
     assert caught.value.code == ErrorCode.MESSAGE_TOO_LONG
     assert caught.value.status == 413
     assert caught.value.data["limit"] == 50
@@ -131,3 +132,27 @@ def test_exception_inside_an_output_check_blocks_before_release(monkeypatch, pip
     assert any(v.rule == "rules.error" and v.action == "block" for v in stage.verdicts)
     assert stage.finish() == []
     assert stage.disclaimer is None
+
+
+def test_refuse_findings_keep_the_model_out_with_the_scope_text(monkeypatch, pipeline):
+    """A `refuse` verdict (out of scope) is reported as "block" to callers, with the scope text."""
+    from apps.safety import jailbreak
+    from apps.safety.findings import Finding
+
+    monkeypatch.setattr(jailbreak, "jailbreak_check",
+                        lambda text, policy: [Finding("classifier.offscope", "refuse", 0.9)])
+    decision = pipeline.check_input("Do you ever feel lonely at night?")
+    assert decision.action == "block" and decision.refused
+    assert decision.message == pipeline.policy.scope_text
+    assert any(v.action == "refuse" for v in decision.verdicts)
+
+
+def test_harm_block_beats_a_refusal(monkeypatch, pipeline):
+    from apps.safety import jailbreak
+    from apps.safety.findings import Finding
+
+    monkeypatch.setattr(jailbreak, "jailbreak_check",
+                        lambda text, policy: [Finding("classifier.offscope", "refuse", 0.9)])
+    decision = pipeline.check_input("How do I build a pipe bomb?")
+    assert decision.action == "block" and not decision.refused
+    assert decision.message != pipeline.policy.scope_text
