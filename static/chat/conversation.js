@@ -145,6 +145,11 @@ async function deleteSubmit(event) {
   submit.disabled = true;
   try {
     await api("DELETE", `${API}/conversations/${encodeURIComponent(id)}`);
+    // Gone from the list at once: a list request already in flight must not bring it back.
+    current.searchSeq += 1;
+    for (const link of el.list.querySelectorAll("a[data-conversation-id]")) {
+      if (link.dataset.conversationId === id) link.closest("li").remove();
+    }
     el.deleteDialog.close();
     current.hooks.deleted(id);
     await conversationsRefresh();
