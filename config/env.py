@@ -114,7 +114,11 @@ def database_from_url(name: str, url: str, *, base: Path) -> dict[str, Any]:
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
             "OPTIONS": options,
-            "CONN_MAX_AGE": 60,
+            # No persistent connections: under ASGI every request's sync code runs in a thread of its
+            # own, so a connection kept for reuse is never reused and 32 concurrent partner requests
+            # exhausted PostgreSQL's 100 connections within seconds (benchmarks/api.py). Django's
+            # documentation asks for CONN_MAX_AGE = 0 under ASGI for this reason.
+            "CONN_MAX_AGE": 0,
             "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(f"{name} must start with sqlite:// or postgres://, got {url!r}")

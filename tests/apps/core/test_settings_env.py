@@ -43,6 +43,7 @@ def test_database_urls_parse_for_sqlite_and_postgres(tmp_path):
     assert (pg["ENGINE"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
         "django.db.backends.postgresql", "u", "p@ss", "db.internal", "6543", "verity")
     assert pg["OPTIONS"] == {"sslmode": "require"}
+    assert pg["CONN_MAX_AGE"] == 0  # ASGI: a persistent connection per request thread leaks (see config/env.py)
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
         env.database_from_url("DATABASE_URL", "mysql://x/y", base=tmp_path)
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
