@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from apps.audit.models import AuditRecord
 from apps.audit.services import audit_append
 from apps.audit.verify import VerifyResult, verify_records
+from apps.core.jsonl import JsonLinesError, jsonl_rows
 
 FIELDS = ("seq", "created_at", "event", "actor", "tenant", "subject", "payload_digest", "verdicts",
           "model_version", "pack_version", "data_subject", "payload_sealed", "prev_hash", "hash", "seal")
@@ -56,15 +57,11 @@ def _record_from(row: dict[str, Any], line_no: int) -> AuditRecord:
 
 
 def _read(path: Path) -> Iterator[AuditRecord]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ExportFormatError(f"line {line_no}: not JSON ({exc.msg})") from exc
+    try:
+        for line_no, row in jsonl_rows(path):
             yield _record_from(row, line_no)
+    except JsonLinesError as exc:
+        raise ExportFormatError(str(exc)) from exc
 
 
 def audit_file_verify(*, path: str | Path, check_seals: bool = True) -> VerifyResult:

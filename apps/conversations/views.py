@@ -156,19 +156,29 @@ def _reply_reload(reply_id: str) -> Any:
     return Message.objects.filter(pk=reply_id).select_related("conversation").first()
 
 
-async def reply_events(request: HttpRequest, reply_id: str) -> HttpResponse:
-    """SSE relay of one reply's events, resumable with Last-Event-ID (header or `?last_event_id=`)."""
+async def sse_endpoint(request: HttpRequest, open_stream: Callable[[Any, str | None], AsyncIterator[bytes]],
+                       authorize: Callable[[Any], Any]) -> HttpResponse:
+    """The shared front of the SSE endpoints: GET only, a signed-in user, `authorize(user)` (sync, raises
+    ApplicationError, e.g. NOT_FOUND for another customer's object) and a valid Last-Event-ID (header or
+    `?last_event_id=`); then `open_stream(authorized, after)` relayed with the no-buffering headers."""
     if request.method != "GET":
         return error_response(ApplicationError(ErrorCode.VALIDATION, "Use GET.", status=405))
     try:
         user = await request.auser()
         if not user.is_authenticated:
             raise ApplicationError(ErrorCode.AUTHENTICATION_REQUIRED, "Sign in first.")
-        await sync_to_async(reply_get_for_user)(user=user, reply_id=reply_id)
+        authorized = await sync_to_async(authorize)(user)
         after = event_id_check(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
     except ApplicationError as exc:
         return error_response(exc)
-    response = StreamingHttpResponse(_event_stream(str(reply_id), after), content_type="text/event-stream")
+    response = StreamingHttpResponse(open_stream(authorized, after), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
+
+
+async def reply_events(request: HttpRequest, reply_id: str) -> HttpResponse:
+    """SSE relay of one reply's events, resumable with Last-Event-ID (header or `?last_event_id=`)."""
+    return await sse_endpoint(
+        request, lambda _reply, after: _event_stream(str(reply_id), after),
+        lambda user: reply_get_for_user(user=user, reply_id=reply_id))

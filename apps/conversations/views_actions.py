@@ -7,8 +7,7 @@ an open chat page keeps subscribed. Views parse and authorise, then call one ser
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.conversations.actions import (
@@ -19,10 +18,9 @@ from apps.conversations.actions import (
     reply_regenerate,
 )
 from apps.conversations.selectors import conversation_get_for_user, message_get_for_user, reply_get_for_user
-from apps.conversations.streams import conversation_stream_key, event_id_check
-from apps.conversations.views import _require_user, sse_relay
-from apps.core.errors import ApplicationError, ErrorCode
-from apps.core.http import error_response, json_body
+from apps.conversations.streams import conversation_stream_key
+from apps.conversations.views import _require_user, sse_endpoint, sse_relay
+from apps.core.http import json_body
 
 
 @require_http_methods(["POST"])
@@ -74,18 +72,6 @@ def handoff_api(request: HttpRequest, conversation_id: str) -> JsonResponse:
 
 async def conversation_events(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """SSE of a conversation's own events, resumable with Last-Event-ID (header or `?last_event_id=`)."""
-    if request.method != "GET":
-        return error_response(ApplicationError(ErrorCode.VALIDATION, "Use GET.", status=405))
-    try:
-        user = await request.auser()
-        if not user.is_authenticated:
-            raise ApplicationError(ErrorCode.AUTHENTICATION_REQUIRED, "Sign in first.")
-        conversation = await sync_to_async(conversation_get_for_user)(user=user, conversation_id=conversation_id)
-        after = event_id_check(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
-    except ApplicationError as exc:
-        return error_response(exc)
-    key = conversation_stream_key(conversation.id)
-    response = StreamingHttpResponse(sse_relay(key, after), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return await sse_endpoint(
+        request, lambda conversation, after: sse_relay(conversation_stream_key(conversation.id), after),
+        lambda user: conversation_get_for_user(user=user, conversation_id=conversation_id))

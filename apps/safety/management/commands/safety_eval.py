@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.jsonl import JsonLinesError, jsonl_rows
 from apps.safety.evaluation import evaluate_row, load_packs, stub_reply, summarise, target_lines
 
 
@@ -49,16 +50,13 @@ class Command(BaseCommand):
         if not source.is_file():
             raise CommandError(f"{source} does not exist")
         rows = []
-        for number, line in enumerate(source.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CommandError(f"{source}:{number}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise CommandError(f"{source}:{number}: each line needs a string field 'text'")
-            rows.append(row)
+        try:
+            for number, row in jsonl_rows(source):
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise CommandError(f"{source}:{number}: each line needs a string field 'text'")
+                rows.append(row)
+        except JsonLinesError as exc:
+            raise CommandError(f"{source}:{exc.line_no}: {exc.reason}") from exc
         if options["limit"]:
             rows = rows[: options["limit"]]
         default_root = Path(getattr(settings, "BASE_DIR", Path(__file__).resolve().parents[4])) / "domains"
