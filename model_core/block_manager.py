@@ -4,7 +4,9 @@ Layout: keys/values [layers, rows, kv_heads, capacity, head_dim]. The decoding s
 rows 0..n-1 (a retiring sequence's row is filled by moving the last row into it), so a decode step
 reads the pool as a plain slice `[:, :n, :, :longest]` with no gather of the history. Rows of
 different lengths are told apart by a boolean attention mask (key j of row r is visible iff
-j <= length_r): the "dynamic attention mask" of the R1 profile. Capacity grows by doubling (a copy,
+j <= length_r): the "dynamic attention mask" of the R1 profile. Masked positions must hold finite
+numbers (the kernel multiplies their zero weights by the values), so the memory is zeroed when it is
+allocated and a freed row only ever holds an earlier sequence's finite keys/values. Capacity grows by doubling (a copy,
 once per doubling) up to the context window; rows grow on demand up to max_running. The pool is
 released when the last sequence leaves, so an idle engine holds no KV memory.
 
@@ -89,8 +91,10 @@ class DecodePool:
             new_len = min(self.max_len, max(-(-length // GROW_STEP) * GROW_STEP, 2 * self.capacity))
         c = self.config
         shape = (c.num_layers, new_rows, c.num_kv_heads, new_len, c.head_dim)
-        keys = torch.empty(shape, dtype=self.dtype, device=self.device)
-        values = torch.empty(shape, dtype=self.dtype, device=self.device)
+        # Zeros, not torch.empty: a shorter row's masked positions are still read by the fused kernel,
+        # and 0 * NaN = NaN, so recycled memory holding a NaN bit pattern would poison that row's output.
+        keys = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         for s in self.seqs:  # copy only what each row holds, not the garbage tail
             keys[:, s.row, :, : s.kv_len] = self.keys[:, s.row, :, : s.kv_len]
             values[:, s.row, :, : s.kv_len] = self.values[:, s.row, :, : s.kv_len]

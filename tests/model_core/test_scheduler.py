@@ -194,3 +194,26 @@ def test_zero_stays_the_plain_reference(checkpoints):
     prompts = [[1000 + 3 * i for i in range(n)] for n in (5, 17, 33)]
     assert [r.token_ids for r in r1.generate(prompts, params)] == \
         [r.token_ids for r in zero.generate(prompts, params)]
+
+
+def test_rows_of_different_lengths_stay_exact_when_fresh_memory_holds_nan(checkpoints, monkeypatch):
+    """The CI failure of session 3: under three concurrent streams one row turned to token 0 halfway.
+    A shorter row's masked key/value positions are still read by the fused kernel (weight 0 times the
+    value), so memory recycled from the allocator holding a NaN pattern poisoned it. Make every fresh
+    float allocation NaN, so the bug shows every time rather than by chance."""
+    import torch
+
+    engine = Engine.load(checkpoints["llama-untied"], profile="r1", progress=False, prefix_cache=False)
+    params = SamplingParams(max_tokens=16, greedy=True)
+    short, long = [1000 + 37 * i for i in range(5)], [2000 + 11 * i for i in range(40)]
+    alone = [engine.generate([p], params)[0].token_ids for p in (short, long)]
+
+    real_empty = torch.empty
+
+    def nan_empty(*args, **kwargs):  # what a recycled allocation may hold: any bit pattern, here NaN
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    together = [r.token_ids for r in engine.generate([short, long], params)]
+    assert together == alone
