@@ -91,6 +91,7 @@ class Engine:
         self.tokenizer: Tokenizer = checkpoint.tokenizer
         self.profile = profile
         self.quantization: str | None = None
+        self.adapter: str | None = None  # the LoRA adapter merged at load, if any
         self.dtype = dtype
         self.device = device
         window = self.config.max_position_embeddings
@@ -110,14 +111,17 @@ class Engine:
     @classmethod
     def load(cls, path: str | Path, profile: str = "r1", dtype: str = "float32", device: str = "cpu",
              progress: bool = True, quantize: str | None = None, *, prefix_cache: bool = True,
-             prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16, max_batch_tokens: int = 512) -> Engine:
+             prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16, max_batch_tokens: int = 512,
+             adapter: str | Path | None = None) -> Engine:
         """Load a Hugging Face checkpoint directory or a .gguf file for the given profile.
 
         `quantize="int8"` (R1 only) swaps every linear layer and the embedding for per-channel int8
         weight-only modules after loading (model_core.quantize). R1's scheduler: at most `max_running`
         sequences admitted at once, `max_batch_tokens` tokens computed per step (decode rows plus prompt
         chunks), and a prefix cache of up to `prefix_cache_bytes` (off with `prefix_cache=False`).
-        Zero has no scheduler and no cache; these settings do not apply to it."""
+        Zero has no scheduler and no cache; these settings do not apply to it. `adapter`: a LoRA adapter
+        written by `model_core train` (model_core.adapter), merged into the weights at load, before any
+        layout change or quantisation, so base + adapter costs nothing per token."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:
@@ -133,12 +137,26 @@ class Engine:
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize and profile == "zero":
             raise ValueError("quantize: the zero profile is the float32 reference and is never quantised")
-        if quantize == "int8":  # quantised tensor by tensor while loading: no float model in memory
+        if adapter is not None and not Path(adapter).is_file():
+            raise FileNotFoundError(f"{adapter}: no adapter file")
+        if quantize == "int8" and adapter is not None:
+            # the deltas must reach the float weights before rounding: load float, merge, then swap to int8
+            from model_core.adapter import merge_adapter
+            from model_core.quantize import quantize_model_int8
+
+            checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
+            merge_adapter(checkpoint.model, adapter)
+            quantize_model_int8(checkpoint.model)
+        elif quantize == "int8":  # quantised tensor by tensor while loading: no float model in memory
             from model_core.quantize_load import load_checkpoint_int8
 
             checkpoint = load_checkpoint_int8(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
         else:
             checkpoint = load_checkpoint(path, dtype=DTYPES[dtype], device=str(dev), progress=progress)
+            if adapter is not None:
+                from model_core.adapter import merge_adapter
+
+                merge_adapter(checkpoint.model, adapter)
         if profile == "r1" and not quantize and dev.type == "cpu":
             from model_core.fast import use_decode_layout
 
@@ -146,6 +164,7 @@ class Engine:
         engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev, prefix_cache=prefix_cache,
                      prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens)
         engine.quantization = quantize
+        engine.adapter = str(adapter) if adapter is not None else None
         return engine
 
     # ------------------------------------------------------------------ description and prompts
@@ -157,7 +176,7 @@ class Engine:
         return {"name": name, "architecture": c.architecture, "context_length": self.context_length,
                 "profile": self.profile.name, "dtype": str(self.dtype).removeprefix("torch."),
                 "device": str(self.device), "is_r1": self.is_r1,
-                "quantization": self.quantization}
+                "quantization": self.quantization, "adapter": self.adapter}
 
     def _stop_ids(self) -> frozenset[int]:
         ids: set[int] = set(self.config.eos_token_ids)

@@ -74,10 +74,17 @@ def _engine_load(profile: str) -> Any:
         raise ApplicationError(
             ErrorCode.ENGINE_UNAVAILABLE, "The assistant's model is not available right now."
         ) from exc
-    logger.info("loading engine profile=%s path=%s pid=%s", profile, path, os.getpid())
+    adapter = settings.VERITY_R1_ADAPTER if profile == "r1" else ""  # Zero always serves the untouched base
+    if adapter and not Path(adapter).is_file():
+        logger.error("VERITY_R1_ADAPTER %s does not exist; set it to an adapter file or to 'none'", adapter)
+        raise ApplicationError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            "The assistant's model is not available right now; the operators have been notified.",
+        )
+    logger.info("loading engine profile=%s path=%s adapter=%s pid=%s", profile, path, adapter or "-", os.getpid())
     engine = Engine.load(
         str(path), profile=profile, dtype=settings.VERITY_ENGINE_DTYPE,
-        device=settings.VERITY_ENGINE_DEVICE, progress=False,
+        device=settings.VERITY_ENGINE_DEVICE, progress=False, adapter=adapter or None,
     )
     load_count += 1
     return engine
@@ -114,7 +121,9 @@ def engine_version(profile: str = "r1") -> str:
     """A label for the audit record: checkpoint name, profile, dtype."""
     engine = engine_get(profile)
     info = dict(getattr(engine, "info", {}) or {})
-    return f"{info.get('name') or Path(settings.VERITY_MODEL).name}/{profile}/{info.get('dtype', '')}".rstrip("/")
+    label = f"{info.get('name') or Path(settings.VERITY_MODEL).name}/{profile}/{info.get('dtype', '')}".rstrip("/")
+    adapter = info.get("adapter")
+    return f"{label}+{Path(adapter).parent.name or Path(adapter).stem}" if adapter else label
 
 
 def token_count(text: str, *, profile: str = "r1") -> int:

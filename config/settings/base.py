@@ -33,6 +33,19 @@ DEBUG = env_bool("DEBUG", EMBEDDED)
 
 VERITY_DATA_DIR = env_path("VERITY_DATA_DIR", Path("var"), base=BASE_DIR)
 VERITY_MODEL = str(env_path("VERITY_MODEL", VERITY_DATA_DIR / "models" / "smollm2-135m-instruct", base=BASE_DIR))
+# The R1 profile serves the bundled base plus the domain-tuned LoRA adapter kept in the repository
+# (`python -m model_core train --recipe r1-domain` writes it; issue 9); Zero always serves the base.
+# "none" serves the base under R1 too. The default applies only to the bundled base it was trained on.
+_R1_ADAPTER_DEFAULT = BASE_DIR / "model_core" / "adapters" / "r1-domain" / "adapter.safetensors"
+_R1_ADAPTER = env_str("VERITY_R1_ADAPTER", "")
+if _R1_ADAPTER.lower() == "none":
+    VERITY_R1_ADAPTER = ""
+elif _R1_ADAPTER:
+    VERITY_R1_ADAPTER = str(env_path("VERITY_R1_ADAPTER", Path(), base=BASE_DIR))
+elif Path(VERITY_MODEL) == BASE_DIR / "var" / "models" / "smollm2-135m-instruct" and _R1_ADAPTER_DEFAULT.is_file():
+    VERITY_R1_ADAPTER = str(_R1_ADAPTER_DEFAULT)
+else:
+    VERITY_R1_ADAPTER = ""
 VERITY_ENGINE_DTYPE = env_choice("VERITY_ENGINE_DTYPE", "float32", {"float32", "bfloat16"})
 VERITY_ENGINE_DEVICE = env_choice("VERITY_ENGINE_DEVICE", "cpu", {"cpu", "cuda"})
 VERITY_MAX_MESSAGE_CHARS = env_int("VERITY_MAX_MESSAGE_CHARS", 8000, minimum=1, maximum=1_000_000)

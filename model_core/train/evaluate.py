@@ -177,7 +177,7 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
                          ) -> dict[str, dict[str, float]]:
     """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`."""
     from model_core.checkpoint import load_checkpoint
-    from model_core.train.lora import merge_adapter
+    from model_core.adapter import merge_adapter
     from model_core.train.packs import load_packs
 
     for name, adapter in adapters.items():

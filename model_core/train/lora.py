@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from model_core.adapter import ADAPTER_FORMAT, PROBE, base_probe, merge_adapter, read_adapter
 from model_core.train.qat import fake_quant_int8
 
-ADAPTER_FORMAT = "verity-lora-1"
+__all__ = ["ADAPTER_FORMAT", "apply_lora", "merge_adapter", "read_adapter", "save_adapter"]
+
 
 
 class LoRALinear(nn.Module):
@@ -107,20 +108,11 @@ def save_adapter(model: nn.Module, path: str | Path, extra: dict[str, str] | Non
             "targets": json.dumps(sorted(mods)), **(extra or {})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(adapter_state(model), str(path), metadata=meta)
+    tensors = adapter_state(model)
+    for name, m in mods.items():  # what merge_adapter checks: the adapter meets the base it was trained on
+        tensors[f"{name}.{PROBE}"] = base_probe(m.base.weight)
+    save_file(tensors, str(path), metadata=meta)
     return path
-
-
-def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no adapter file")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - not a dict
-    if meta.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{path}: not a Verity LoRA adapter (metadata format {meta.get('format')!r})")
-    return tensors, meta
 
 
 def load_adapter_weights(model: nn.Module, path: str | Path) -> None:
@@ -129,28 +121,6 @@ def load_adapter_weights(model: nn.Module, path: str | Path) -> None:
     for name, m in lora_modules(model).items():
         m.lora_a.data.copy_(tensors[f"{name}.lora_a"])
         m.lora_b.data.copy_(tensors[f"{name}.lora_b"])
-
-
-def merge_adapter(model: nn.Module, path: str | Path) -> int:
-    """Add a saved adapter's deltas into a plain model's weights, in place; returns layers merged.
-    This is the one-line hook an engine needs to serve base + adapter (`merge_adapter(engine.model, p)`)."""
-    tensors, meta = read_adapter(path)
-    scaling = float(meta["alpha"]) / int(meta["rank"])
-    params = dict(model.named_parameters())
-    merged = 0
-    for name in json.loads(meta["targets"]):
-        key = f"{name}.weight"
-        if key not in params:
-            raise ValueError(f"{path}: adapter targets {name!r}, which the model does not have")
-        weight = params[key]
-        delta = (tensors[f"{name}.lora_b"] @ tensors[f"{name}.lora_a"]) * scaling
-        if delta.shape != weight.shape:
-            raise ValueError(f"{path}: adapter for {name!r} has shape {tuple(delta.shape)}, "
-                             f"the model's weight {tuple(weight.shape)}")
-        with torch.no_grad():
-            weight.add_(delta.to(weight.dtype, copy=False).to(weight.device))
-        merged += 1
-    return merged
 
 
 def merge_lora_modules(model: nn.Module) -> nn.Module:

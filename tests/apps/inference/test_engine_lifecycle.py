@@ -72,3 +72,39 @@ def test_real_model_streams_reasoning_or_answer_and_finishes(fresh_engines, real
     assert inference.chat_token_count([{"role": "user", "content": "hi"}]) > 1
     assert inference.context_length() >= 2048
     assert "smollm2" in inference.engine_version().lower()
+
+
+def test_r1_serves_base_plus_adapter_and_zero_the_untouched_base(fresh_engines, real_model, settings, tmp_path,
+                                                                caplog):
+    """Issue 9: the R1 profile serves base + the tuned adapter (VERITY_R1_ADAPTER), Zero serves the base;
+    the audit label names the adapter. The adapter here is random (a trained one is not needed to show
+    the wiring); a missing adapter file is an operator's error, never a silent fallback to the base."""
+    import torch
+
+    from model_core.checkpoint import load_checkpoint
+    from model_core.train.lora import apply_lora, save_adapter, trainable_parameters
+
+    torch.manual_seed(0)
+    model = load_checkpoint(real_model, progress=False).model
+    apply_lora(model, rank=2, alpha=4)
+    for p in trainable_parameters(model):
+        torch.nn.init.normal_(p, std=0.02)
+    adapter = save_adapter(model, tmp_path / "r1-domain" / "adapter.safetensors")
+    del model
+
+    settings.VERITY_MODEL = str(real_model)
+    settings.VERITY_R1_ADAPTER = str(tmp_path / "absent.safetensors")
+    with caplog.at_level("ERROR"), pytest.raises(ApplicationError) as missing:
+        inference.engine_get("r1")
+    assert missing.value.code == ErrorCode.ENGINE_UNAVAILABLE and "absent" not in missing.value.message
+    assert any("absent.safetensors" in r.getMessage() for r in caplog.records)
+
+    settings.VERITY_R1_ADAPTER = str(adapter)
+    r1, zero = inference.engine_get("r1"), inference.engine_get("zero")
+    assert r1.info["adapter"] == str(adapter) and zero.info["adapter"] is None
+    assert inference.engine_version("r1").endswith("/r1/float32+r1-domain")
+    assert "+" not in inference.engine_version("zero")
+    ids = torch.tensor([r1.render_chat([{"role": "user", "content": "What is an index fund?"}])])
+    pos = torch.arange(ids.shape[1])[None]
+    with torch.no_grad():
+        assert not torch.allclose(r1.model(ids, pos)[0, -1], zero.model(ids, pos)[0, -1], atol=1e-3)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from model_core.train.__main__ import RECIPE_NAMES, main
-from model_core.train.lora import read_adapter
+from model_core.adapter import read_adapter
 from model_core.train.recipe import RECIPES, run_recipe
 
 STAGES = ["sft", "reward", "grpo", "ppo", "rejection", "qat"]
@@ -19,7 +19,7 @@ def test_ci_tiny_runs_end_to_end_and_resumes(tmp_path) -> None:
     card = run_recipe(RECIPES["ci-tiny"], out, progress=False, evaluate=False)
     assert list(card["stages"]) == STAGES
     tensors, meta = read_adapter(out / "adapter.safetensors")
-    assert meta["recipe"] == "ci-tiny" and all(k.endswith((".lora_a", ".lora_b")) for k in tensors)
+    assert meta["recipe"] == "ci-tiny" and all(k.endswith((".lora_a", ".lora_b", ".base_probe")) for k in tensors)
     assert (out / "loss_sft.png").is_file() and (out / "CARD.md").read_text().startswith("# Verity R1 adapter")
     assert card["stages"]["reward"]["pairs_heldout"] > 0
 
