@@ -1,4 +1,4 @@
-"""PII detection and redaction: checksummed recognisers plus Presidio (spaCy) for person names.
+"""PII detection and redaction: checksummed recognisers plus a name recogniser (apps.safety.names).
 
 Before the model, `redact(text)` replaces every entity with a numbered placeholder (`<PERSON_1>`,
 `<CREDIT_CARD_1>`; the same value gets the same number) so the model never sees the original. The
@@ -7,7 +7,9 @@ On the output stream, `output_pii_check` finds the checksummed kinds, emails and
 answers legitimately name public figures) for the hold-back buffer to replace.
 
 Numbers are only reported when their checksum holds (Luhn for cards, ISO 13616 mod-97 for IBANs,
-SSA rules for SSNs), which keeps precision high without giving up recall. Presidio loads lazily,
+SSA rules for SSNs), which keeps precision high without giving up recall. Names come from
+`apps.safety.names`: capitalised runs scored with a name gazetteer, their context and the entities
+and tags of spaCy's small English model, which Presidio's NLP engine runs. Presidio loads lazily,
 once per process; `tldextract` is pointed at its bundled suffix list first so nothing hits the network.
 """
 
@@ -141,7 +143,11 @@ def _analyzer() -> Any:
                     "nlp_engine_name": "spacy",
                     "models": [{"lang_code": "en", "model_name": str(model_dir)}],
                 })
-                _ANALYZER = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+                analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+                from apps.safety.names import gazetteer
+
+                gazetteer()  # the name lists load with the NER model, not on a later customer's message
+                _ANALYZER = analyzer
     return _ANALYZER
 
 
@@ -162,11 +168,20 @@ def _may_contain_name(text: str) -> bool:
     return False
 
 
+_FUNCTION_POS = frozenset({"VERB", "AUX", "ADV", "PRON", "DET", "ADP", "SCONJ", "CCONJ", "INTJ", "PART"})
+
+
 def _name_entities(text: str) -> list[Finding]:
+    """Person names: capitalised runs scored with the gazetteer, context and spaCy's entities."""
     if not _may_contain_name(text):
         return []
-    results = _analyzer().analyze(text=text, language="en", entities=["PERSON"], score_threshold=0.5)
-    return [Finding("pii.person", REDACT, float(r.score), r.start, r.end, "PERSON") for r in results]
+    from apps.safety.names import Entity, find_names
+
+    doc = _analyzer().nlp_engine.process_text(text, "en").tokens
+    entities = [Entity(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+    function_words = {token.idx for token in doc if token.pos_ in _FUNCTION_POS}
+    return [Finding("pii.person", REDACT, min(1.0, span.score / 6), span.start, span.end, "PERSON")
+            for span in find_names(text, entities, not_names=function_words)]
 
 
 def detect(text: str, *, names: bool = True) -> list[Finding]:

@@ -19,8 +19,6 @@ from apps.safety import pii
 from tests.apps.safety.pii_generated import labelled_set
 
 N_CASES = 1200
-NAME_RECALL_BUG = ("apps.safety.pii: Presidio with en_core_web_sm finds about 76% of the names in these "
-                   "sentences (e.g. 'Can Amara Hoffmann see my medical records?'); every other kind is at 100%")
 
 
 def _score(cases: list[tuple[str, list[tuple[int, int, str]]]]) -> dict[str, dict[str, int]]:
@@ -70,10 +68,27 @@ def test_checksummed_numbers_phones_and_emails_meet_the_bounds(counts):
     assert recall >= 0.99 and precision >= 0.95, (recall, precision)
 
 
-@pytest.mark.xfail(strict=True, reason=NAME_RECALL_BUG)
 def test_recall_and_precision_over_all_kinds_meet_issue_6_check_3(counts):
     recall, precision = _rates(counts)
     assert recall >= 0.99 and precision >= 0.95, (recall, precision)
+
+
+def test_names_alone_meet_the_recall_bound(counts):
+    # The negatives include organisations named after people ("Morgan Stanley", "Charles Schwab"),
+    # which read as names to anything without world knowledge; names' own precision is held to 90%.
+    recall, precision = _rates(counts, {"PERSON"})
+    assert recall >= 0.99 and precision >= 0.90, (recall, precision)
+
+
+def test_the_names_are_not_just_the_recognisers_gazetteer():
+    from apps.safety.names import gazetteer
+
+    names = gazetteer()
+    people = [text[start:end] for text, labels in labelled_set(N_CASES) for start, end, kind in labels
+              if kind == "PERSON"]
+    unknown = [person for person in people
+               if not all(names.is_given(w) or names.is_surname(w) for w in person.split() if w[0].isupper())]
+    assert len(unknown) >= 0.2 * len(people), (len(unknown), len(people))
 
 
 SUBJECT = {"name": "Ottoline Wreford-Baines", "email": "ottoline.wb@example.org", "ssn": "219-09-9999",
