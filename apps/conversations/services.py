@@ -36,6 +36,7 @@ from apps.conversations.streams import stream_bus
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.inference import services as inference
 from apps.prompt_packs.selectors import pack_for_new_conversation
+from apps.safety.guard import input_verdict_require
 from apps.safety.pipeline import SafetyPipeline
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,8 @@ def reply_generate(*, reply_id: str) -> Message | None:
 def _generate(reply: Message, worker: str, bus: Any) -> Message:
     reply_id, pack, profile = str(reply.id), reply.pack_version, reply.engine_profile
     user_message = reply.reply_to
+    # Fail closed: a turn without a sound input verdict never reaches the model (failed and audited).
+    input_verdict_require(input_action=reply.input_action, verdicts=user_message.verdicts if user_message else None)
     stage = SafetyPipeline.for_pack(pack).output_stage()
     preface = reply.preface.strip()
     escalated = reply.input_action == "escalate"

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.core.errors import ApplicationError
 from apps.safety.crisis import crisis_check
 from apps.safety.findings import Finding
+from apps.safety.guard import guard_current
 from apps.safety.input_stage import Check, run_input_stage
 from apps.safety.output_stage import OutputCheck, OutputStage
 from apps.safety.policy import PackPolicy, policy_from_pack
@@ -79,7 +81,14 @@ class SafetyPipeline:
     @classmethod
     def for_pack(cls, pack: Any, **options: Any) -> SafetyPipeline:
         """Build the pipeline for a `PackVersion` (duck-typed: `.domain`, `.data`)."""
-        return cls(policy_from_pack(pack), **options)
+        try:
+            policy = policy_from_pack(pack)
+        except Exception as exc:
+            guard = guard_current()
+            if guard is None:
+                raise
+            raise guard.fail(["pipeline.error"], {"error": type(exc).__name__}) from exc
+        return cls(policy, **options)
 
     @property
     def disclaimer(self) -> str:
@@ -96,11 +105,26 @@ class SafetyPipeline:
 
     def check_input(self, text: str, *, domain: str | None = None, pack: Any | None = None) -> InputDecision:
         """Run the input stage. Raises `ApplicationError` (MESSAGE_EMPTY, MESSAGE_TOO_LONG,
-        INVALID_ENCODING) for text that cannot be a message; otherwise returns a decision."""
+        INVALID_ENCODING) for text that cannot be a message; otherwise returns a decision.
+
+        Inside a guarded request (`apps.safety.guard`) the decision is recorded on the guard, and a
+        check that raised becomes `SafetyCheckError` (503, nothing stored) instead of a block verdict.
+        """
         del domain  # the pack already names its domain; accepted for the older call form
-        policy = self._policy(pack)
-        return run_input_stage(text, policy, checks=self.input_checks(),
-                               redactor=_pii_redact if self.pii else None)
+        guard = guard_current()
+        try:
+            policy = self._policy(pack)
+            decision = run_input_stage(text, policy, checks=self.input_checks(),
+                                       redactor=_pii_redact if self.pii else None)
+        except ApplicationError:
+            raise  # the message itself is invalid (empty, too long, bad encoding): the caller's 4xx
+        except Exception as exc:
+            if guard is None:
+                raise
+            raise guard.fail(["pipeline.error"], {"error": type(exc).__name__}) from exc
+        if guard is not None:
+            guard.input_checked(decision)
+        return decision
 
     def output_stage(self, domain: str | None = None, pack: Any | None = None, *,
                      canary: str | None = None) -> OutputStage:

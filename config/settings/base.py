@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.ApplicationErrorMiddleware",
+    # Innermost: every route that makes the model speak passes the safety pipeline (fail closed).
+    "apps.safety.middleware.SafetyGuardMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
