@@ -176,8 +176,8 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
                          *, progress: bool = True, generate_for: Sequence[str] = ("base", "tuned"),
                          ) -> dict[str, dict[str, float]]:
     """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`."""
-    from model_core.checkpoint import load_checkpoint
     from model_core.adapter import merge_adapter
+    from model_core.checkpoint import load_checkpoint
     from model_core.train.packs import load_packs
 
     for name, adapter in adapters.items():

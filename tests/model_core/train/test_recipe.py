@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from model_core.train.__main__ import RECIPE_NAMES, main
 from model_core.adapter import read_adapter
+from model_core.train.__main__ import RECIPE_NAMES, main
 from model_core.train.recipe import RECIPES, run_recipe
 
 STAGES = ["sft", "reward", "grpo", "ppo", "rejection", "qat"]
