@@ -1,7 +1,7 @@
 """Chat streaming benchmark: engine first token -> browser first painted token, and SSE relay overhead.
 
     .venv/bin/python benchmarks/chat.py [--paint-runs 5] [--conversations 20] [--events 50] [--max-tokens 16]
-                                        [--holdback N] [--only paint|relay]
+                                        [--holdback N] [--question TEXT] [--only paint|relay]
 
 Services mode, end to end: a throwaway PostgreSQL database and Redis key prefix, uvicorn serving the
 chat API in a subprocess, and this process acting as the worker (`reply_generate` with the bundled
@@ -11,7 +11,11 @@ SmolLM2 model, the real safety output stage, Redis Streams).
    --disable-background-networking) opens /chat/ signed in, subscribes to the reply's events with
    EventSource, writes the first `answer.delta` into the page and records the time of the next frame
    after it (two requestAnimationFrame callbacks = painted). The engine's first token time is taken
-   where the worker receives it from `generation_stream`. Same machine, same wall clock.
+   where the worker receives it from `generation_stream`. Same machine, same wall clock. The output
+   stage releases the first words of an unfinished sentence once no check could still match them
+   (`apps/safety/partial.py`); printed per run: how many engine chunks had arrived when the first text
+   left, and that text, plus the engine's token-to-token gap for scale (released text ends on a word
+   boundary, so the first paint cannot come before the token that ends the first releasable word).
 2. Relay overhead: `--conversations` SSE clients follow their own reply stream at once while this
    process publishes `--events` events to each; overhead = client receive time - publish time, per
    event. As a like-for-like baseline, as many asyncio XREAD followers in this process read the same
@@ -82,10 +86,13 @@ def _environment(run: str, db_name: str, max_tokens: int) -> dict[str, str]:
     return env
 
 
-def first_paint(base: str, cookie: str, user, runs: int,
-                holdback: int | None = None) -> tuple[list[float], list[float], list[float]]:
+def first_paint(base: str, cookie: str, user, runs: int, holdback: int | None = None,
+                question: str = "What is compound interest?"
+                ) -> tuple[list[float], list[float], list[float], list[float], list[float], list[tuple[int, str]]]:
     """Milliseconds per run: engine first token -> painted; engine -> published (safety hold-back);
-    published -> painted (Redis, SSE relay, browser)."""
+    published -> painted (Redis, SSE relay, browser); the arrival of the engine chunk that let the first
+    words go -> published (the output stage's own cost); the engine's token-to-token gaps; and per run how
+    many engine chunks had arrived when the first answer text left the output stage, and that text."""
     from playwright.sync_api import sync_playwright
 
     if holdback is not None:  # what-if only (see the module docstring)
@@ -102,11 +109,14 @@ def first_paint(base: str, cookie: str, user, runs: int,
 
     dispatch.reply_enqueue = lambda reply_id: None  # this process is the worker: generate explicitly below
     firsts: dict[str, float] = {}
+    arrivals: list[float] = []  # engine chunk arrival times of the current run
     real = inference.generation_stream
 
     def stamped(*, messages, sampling, max_tokens, profile="r1"):
         for chunk in real(messages=messages, sampling=sampling, max_tokens=max_tokens, profile=profile):
             firsts.setdefault("t", time.time())
+            if chunk.kind != "finish":
+                arrivals.append(time.time())
             yield chunk
 
     inference.generation_stream = stamped
@@ -116,13 +126,15 @@ def first_paint(base: str, cookie: str, user, runs: int,
     publish = bus.publish
 
     def publish_stamped(reply_id, event, data):  # when the first answer text left the safety output stage
-        if event == "answer.delta":
-            firsts.setdefault("published", time.time())
+        if event == "answer.delta" and "published" not in firsts:
+            firsts["published"] = time.time()
+            first_release.append((len(arrivals), data.get("text", "")))
+            firsts["stage"] = firsts["published"] - arrivals[-1] if arrivals else 0.0
         return publish(reply_id, event, data)
 
     bus.publish = publish_stamped
     inference.engine_get("r1")  # load once before timing
-    gaps, held, relayed = [], [], []
+    gaps, held, relayed, token_gaps, first_release, staged = [], [], [], [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(bypass_csp=True)
@@ -131,8 +143,9 @@ def first_paint(base: str, cookie: str, user, runs: int,
         page.goto(f"{base}/chat/")
         for _ in range(runs):
             conversation = conversation_create(tenant=user_tenant_get(user=user), user=user, domain="finance")
-            reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
+            reply = turn_submit(conversation=conversation, text=question).reply
             firsts.clear()
+            arrivals.clear()
             page.evaluate(PAINT_JS, f"/chat/api/replies/{reply.id}/events")
             time.sleep(0.3)  # the EventSource is connected and waiting before the engine starts
             worker = threading.Thread(target=reply_generate, kwargs={"reply_id": str(reply.id)})
@@ -142,8 +155,10 @@ def first_paint(base: str, cookie: str, user, runs: int,
             gaps.append((painted_at - firsts["t"]) * 1000)
             held.append((firsts["published"] - firsts["t"]) * 1000)
             relayed.append((painted_at - firsts["published"]) * 1000)
+            staged.append(firsts["stage"] * 1000)
+            token_gaps += [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
         browser.close()
-    return gaps, held, relayed
+    return gaps, held, relayed, staged, token_gaps, first_release
 
 
 async def _follow_sse(host: str, port: int, path: str, cookie: str, count: int, seen: list[float]) -> None:
@@ -257,6 +272,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--holdback", type=int, default=None,
                         help="what-if: the output stage's hold-back in characters (product default 200)")
+    parser.add_argument("--question", default="What is compound interest?",
+                        help="the customer's message of the first-paint runs (the answer's first words decide "
+                             "how soon the output stage can release them)")
     parser.add_argument("--only", choices=("paint", "relay"), default=None, help="run one of the two parts")
     args = parser.parse_args()
 
@@ -307,12 +325,15 @@ def main() -> int:
 
         rows = []
         if args.only != "relay":
-            gaps, held, painted = first_paint(base, cookie, user, args.paint_runs, args.holdback)
+            gaps, held, painted, staged, token_gaps, first_release = first_paint(base, cookie, user, args.paint_runs,
+                                                                                 args.holdback, args.question)
             hold = f"hold-back {args.holdback}" if args.holdback is not None else "default hold-back"
             rows += [
                 (f"engine first token -> browser painted ({len(gaps)} runs, {hold})", gaps, "< 50 p95"),
                 ("  of which: engine -> first answer.delta published", held, ""),
                 ("  of which: published -> browser painted", painted, ""),
+                ("engine chunk that freed the first words -> published (stage + worker)", staged, ""),
+                ("engine token -> next token (decode pace, for scale)", token_gaps, ""),
             ]
         if args.only != "paint":
             relayed, direct, bare = relay_overhead(base, cookie, user, args.conversations, args.events)
@@ -327,6 +348,9 @@ def main() -> int:
         print(f"{'-' * 66} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 10}")
         for name, values, target in rows:
             print(f"{name:66} {pct(values, 0.5):8.2f} {pct(values, 0.95):8.2f} {max(values):8.2f} {target:>10}")
+        if args.only != "relay":
+            for run_index, (chunks, text) in enumerate(first_release):
+                print(f"run {run_index + 1}: first answer.delta after {chunks} engine chunk(s): {text!r}")
         if args.only != "paint":
             overhead = [pct(relayed, q) - pct(direct, q) for q in (0.5, 0.95)]
             print(f"SSE relay overhead beyond Redis at the same concurrency: p50 {overhead[0]:.2f} ms, "
