@@ -15,8 +15,10 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from tqdm import tqdm
 
 from model_core.config import ModelConfig, config_from_hf
@@ -114,11 +116,33 @@ def fill_model(model: Transformer, tensors: TensorSource, total: int, *, progres
         raise CheckpointError(f"{desc}: checkpoint lacks tensor(s) {missing[:3]}{more}", field=missing[0])
 
 
+class _SkipInit(TorchFunctionMode):
+    """Turns the ``torch.nn.init`` calls of module constructors into no-ops.
+
+    On the meta device they would do nothing useful anyway, and ``nn.Embedding``'s ``normal_`` has no
+    C++ meta kernel: its Python one imports torch._refs, torch._decomp and sympy on first use, about
+    70 MB of resident module objects that a serving process never needs again.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if "tensor" in kwargs else args[0]
+        return func(*args, **kwargs)
+
+
+def meta_model(config: ModelConfig, dtype: torch.dtype) -> Transformer:
+    """The model's modules on the meta device: shapes only, no storage and no parameter init."""
+    with torch.device("meta"), _SkipInit():
+        return Transformer(config, dtype=dtype, device="meta")
+
+
 def allocate_model(config: ModelConfig, dtype: torch.dtype, device: str) -> Transformer:
     """A model with uninitialised parameters (no time spent on random init that gets overwritten)."""
-    with torch.device("meta"):
-        model = Transformer(config, dtype=dtype, device="meta")
-    model.to_empty(device=device)
+    model = meta_model(config, dtype)
+    # torch.empty by shape, not Module.to_empty: empty_like of a meta tensor runs through torch._refs,
+    # whose first use imports sympy (the same ~70 MB that _SkipInit keeps out)
+    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device))
     model.tie_weights()
     return model
 

@@ -32,6 +32,7 @@ from model_core.checkpoint import (
     expected_hf_names,
     load_checkpoint,
     map_name,
+    meta_model,
     safetensors_files,
 )
 from model_core.config import ModelConfig, config_from_hf
@@ -164,8 +165,7 @@ def load_checkpoint_int8(path: str | Path, *, dtype: torch.dtype = torch.float32
 
 def int8_model_skeleton(config: ModelConfig, dtype: torch.dtype) -> Transformer:
     """A CPU model whose linear layers and embedding are uninitialised int8 modules, the rest float."""
-    with torch.device("meta"):
-        model = Transformer(config, dtype=dtype, device="meta")
+    model = meta_model(config, dtype)  # shapes only: no float storage, no init
     int8_skeleton(model)  # int8 weights and scales allocated on the CPU, tie kept
     _materialise_rest(model, dtype, "cpu")
     return model

@@ -113,3 +113,43 @@ def test_int8_engine_load_adds_at_most_40_percent_of_the_float_rss() -> None:
     assert [child.returncode for child in children] == [0, 0]
     fp_added, q8_added = (int(out.strip().splitlines()[-1]) for out in outputs)
     assert q8_added <= 0.4 * fp_added, (fp_added, q8_added)
+
+
+_IMPORT_CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+import torch
+if "sympy" in sys.modules:
+    print(json.dumps("torch imports sympy itself"))
+    raise SystemExit(0)
+from model_core.checkpoint import allocate_model
+from model_core.config import config_from_hf
+from model_core.quantize_load import int8_model_skeleton
+config = config_from_hf({hf!r})
+fp, q8 = allocate_model(config, torch.float32, "cpu"), int8_model_skeleton(config, torch.float32)
+tensors = [*fp.parameters(), *fp.buffers(), *q8.parameters(), *q8.buffers()]
+print(json.dumps({{"meta": sum(t.device.type == "meta" for t in tensors),
+                  "tied": [fp.lm_head.weight is fp.embed.weight, q8.lm_head.weight is q8.embed.weight],
+                  "imported": [m for m in ("sympy", "torch.fx.experimental.symbolic_shapes") if m in sys.modules]}}))
+"""
+
+
+def test_building_a_model_imports_no_symbolic_shape_machinery() -> None:
+    """Both skeletons (float: ``allocate_model``; int8: ``int8_model_skeleton``) come from the meta device
+    without parameter init and without ``Module.to_empty``: ``nn.Embedding``'s ``normal_`` and
+    ``empty_like`` of a meta tensor run through torch._refs, whose first use imports sympy and
+    torch.fx's symbolic shapes, ~70 MB of resident modules that were most of the "unexplained" RSS of an
+    int8 engine (benchmarks/engine.py --suite batching). Fresh process: sys.modules is per process."""
+    import json
+    import subprocess
+    import sys
+
+    hf = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 2048,
+          "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD.format(root=str(BUNDLED.parents[2]), hf=hf)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result == "torch imports sympy itself":
+        pytest.skip(result)
+    assert result == {"meta": 0, "tied": [True, True], "imported": []}
