@@ -6,9 +6,11 @@ reads the pool as a plain slice `[:, :n, :, :longest]` with no gather of the his
 different lengths are told apart by a boolean attention mask (key j of row r is visible iff
 j <= length_r): the "dynamic attention mask" of the R1 profile. Masked positions must hold finite
 numbers (the kernel multiplies their zero weights by the values), so the memory is zeroed when it is
-allocated and a freed row only ever holds an earlier sequence's finite keys/values. Capacity grows by doubling (a copy,
-once per doubling) up to the context window; rows grow on demand up to max_running. The pool is
-released when the last sequence leaves, so an idle engine holds no KV memory.
+allocated and a freed row only ever holds an earlier sequence's finite keys/values. Zeroed memory is
+resident memory, so nothing is allocated ahead of need: a joining sequence reserves its prompt plus what
+it may generate (up to RESERVE tokens), rows double only when more are needed, and a sequence that
+outlives its reservation grows the pool by at least GROW_STEP (a copy). The pool is released when the
+last sequence leaves, so an idle engine holds no KV memory.
 
 `BatchView` is the cache object the model sees during a decode step (the same `update` / `advance`
 / `length` / `attention_mask` surface as kv_cache.KVCache).
@@ -22,7 +24,9 @@ from model_core.config import ModelConfig
 from model_core.kv_cache import KVCache
 from model_core.sequence import Sequence
 
-GROW_STEP = 256  # capacity is a multiple of this, so growth copies are rare
+ALIGN = 64  # capacity is a multiple of this
+RESERVE = 1024  # generation tokens reserved when a sequence joins; beyond it the pool grows (one copy)
+GROW_STEP = 256  # the least a growth adds, so a sequence beyond its reservation copies rarely
 
 
 class BatchView:
@@ -81,14 +85,20 @@ class DecodePool:
         return len(self.seqs)
 
     def _ensure(self, rows: int, length: int) -> None:
-        """Make room for `rows` rows of `length` tokens, keeping what is stored."""
+        """Make room for `rows` rows of `length` tokens, keeping what is stored.
+
+        Rows double only when more rows are needed (a burst of admissions copies log2(n) times, not n);
+        capacity becomes `length` rounded up to ALIGN, at least GROW_STEP more than before when it grows
+        again for a sequence that outlived its reservation. Never a doubling of what is not needed: the
+        memory is zeroed, so every allocated byte is resident."""
         have_rows = 0 if self.keys is None else self.keys.shape[1]
         if rows <= have_rows and length <= self.capacity:
             return
-        new_rows = min(self.max_rows, max(rows, 2 * have_rows, 1))
+        new_rows = have_rows if rows <= have_rows else min(self.max_rows, max(rows, 2 * have_rows, 1))
         new_len = self.capacity
         if length > self.capacity:
-            new_len = min(self.max_len, max(-(-length // GROW_STEP) * GROW_STEP, 2 * self.capacity))
+            grown = length if self.capacity == 0 else max(length, self.capacity + GROW_STEP)
+            new_len = min(self.max_len, -(-grown // ALIGN) * ALIGN)
         c = self.config
         shape = (c.num_layers, new_rows, c.num_kv_heads, new_len, c.head_dim)
         # Zeros, not torch.empty: a shorter row's masked positions are still read by the fused kernel,
@@ -104,11 +114,17 @@ class DecodePool:
         """Move a prefilled sequence's keys/values into the next free row."""
         if len(self.seqs) >= self.max_rows:
             raise RuntimeError("decode pool is full")  # the scheduler admits at most max_rows
-        self._ensure(len(self.seqs) + 1, seq.kv_len + 1)
+        self._ensure(len(self.seqs) + 1, self.reservation(seq))
         seq.row = len(self.seqs)
         self.keys[:, seq.row, :, : seq.kv_len] = staging.keys[:, 0, :, : seq.kv_len]
         self.values[:, seq.row, :, : seq.kv_len] = staging.values[:, 0, :, : seq.kv_len]
         self.seqs.append(seq)
+
+    def reservation(self, seq: Sequence) -> int:
+        """Tokens a joining sequence may reach: its cache, its next token and what it may still generate
+        (up to RESERVE), so decoding it never stops for a growth copy unless it outlives RESERVE."""
+        left = max(0, seq.budget - len(seq.generated))
+        return min(self.max_len, seq.kv_len + 1 + min(left, RESERVE))
 
     def remove(self, seq: Sequence) -> None:
         """Free a row; the last row moves into the hole so rows stay dense."""
