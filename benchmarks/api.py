@@ -117,6 +117,7 @@ def main() -> int:
                                    "FROM conversations_message WHERE id::text = ANY(%s)", [ids]).fetchall())
             return [float(rows[message_id]) for message_id in ids]
 
+        load_start = os.getloadavg()[0]  # the machine is shared: say how busy it was around the figures
         sequential = [one(i) for i in range(args.sequential)]
         generation = lifetimes(sequential)
         overhead = [total - gen for total, gen in zip([t for t, _, s in sequential if s == 200], generation,
@@ -133,7 +134,7 @@ def main() -> int:
         load = os.getloadavg()
         print(f"\n/v1/chat/completions, max_tokens=1, model=finance (bundled SmolLM2-135M), "
               f"{args.worker_threads} worker threads, {args.web_workers} uvicorn workers, {os.cpu_count()} CPUs, "
-              f"load average {load[0]:.1f} at the end{f', non-200 statuses {statuses}' if statuses else ''}")
+              f"load average {load_start:.1f} at the start, {load[0]:.1f} at the end{f', non-200 statuses {statuses}' if statuses else ''}")
         print(f"{'measure':52} {'value':>10} {'target':>10}")
         print(f"{'-' * 52} {'-' * 10} {'-' * 10}")
         rows = [

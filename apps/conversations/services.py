@@ -81,18 +81,26 @@ def turn_submit(*, conversation: Conversation, text: Any, sampling: dict[str, An
     pack = conversation.pack_version
     reply_sampling = {**dict(pack.sampling or {}), **inference.sampling_validate(sampling)}
     decision = SafetyPipeline.for_pack(pack).check_input(text)
-    with transaction.atomic():
-        user_message = Message.objects.create(
+    # Everything that can refuse the turn ran above; below are writes only. Inside a caller's
+    # transaction (the partner API creates the conversation in the same one) no savepoint is needed:
+    # a failed write fails the caller's transaction as a whole.
+    with transaction.atomic(savepoint=False):
+        user_message = Message(
             conversation=conversation, role=Role.USER, status=Status.COMPLETE, content=decision.text,
             verdicts=[v.as_dict() for v in decision.verdicts], input_action=decision.action,
             pack_version=pack, engine_profile=conversation.engine_profile,
         )
-        reply = Message.objects.create(
+        reply = Message(
             conversation=conversation, role=Role.ASSISTANT, status=Status.PENDING, reply_to=user_message,
             input_action=decision.action, preface=decision.message or "", pack_version=pack,
             engine_profile=conversation.engine_profile, sampling=reply_sampling,
             escalation_kind=(decision.escalation_kind or "human") if decision.action == "escalate" else "",
         )
+        # One INSERT for both rows (ids are made here, so the reply can point at the user message).
+        Message.objects.bulk_create([user_message, reply])
+        if reply.created_at <= user_message.created_at:  # stamped within one clock tick: keep the order
+            reply.created_at = user_message.created_at + timezone.timedelta(microseconds=1)
+            Message.objects.filter(pk=reply.pk).update(created_at=reply.created_at)
         Outbox.objects.create(reply=reply, enqueued_at=timezone.now())
         if not conversation.title:
             conversation.title = " ".join(decision.text.split())[:60]
@@ -117,7 +125,11 @@ def _claim(reply_id: str, worker: str) -> tuple[Message, int] | None:
         outbox = Outbox.objects.select_for_update().filter(reply_id=reply_id).first()
         if outbox is None or outbox.done_at is not None:
             return None
-        reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
+        # Everything the generation and its audit record read, in this one query.
+        reply = Message.objects.select_related(
+            "conversation__tenant", "conversation__user", "conversation__pack_version", "pack_version",
+            "reply_to",
+        ).get(pk=reply_id)
         if reply.status in TERMINAL_STATUSES:
             return None
         alive = outbox.claimed_by and outbox.heartbeat_at and outbox.heartbeat_at > stale_before

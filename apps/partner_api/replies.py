@@ -50,8 +50,14 @@ def reply_wait(*, reply_id: Any) -> Message:
                           "Idempotency-Key to pick it up.")
 
 
+def _finished(reply_id: Any) -> Message:
+    """The stored reply with what a response body reads: its own row and its pack's version number.
+    The pack's content (tens of kB of JSON) and the conversation row are not needed for a body."""
+    return Message.objects.select_related("pack_version").defer("pack_version__data").get(pk=reply_id)
+
+
 def _reply_final(reply_id: Any) -> Message:
-    reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
+    reply = _finished(reply_id)
     if reply.status == Status.FAILED:
         raise reply_error(reply.error or {})
     return reply
@@ -62,7 +68,7 @@ def _expired_stream_replay_ready(reply_id: Any) -> bool:
 
 
 def _reply_final_or_none(reply_id: Any) -> Message | None:
-    reply = Message.objects.select_related("conversation", "pack_version").get(pk=reply_id)
+    reply = _finished(reply_id)
     return reply if reply.status == Status.COMPLETE else None
 
 
