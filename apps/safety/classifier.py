@@ -7,11 +7,13 @@ own corpus, never on the evaluation sets. A message is judged on every view of i
 a long wrapper); the most suspicious view decides. When 1 - P(benign) passes the threshold the
 finding names the likelier bad class: `harmful` and `injection` block, `offscope` (questions about
 the assistant's feelings, fiction presented as fact, topics outside the pack's domain) is a refusal
-with the scope text. A missing weights file raises, and the pipeline fails closed.
+with the scope text, except for a short follow-up (`is_follow_up`) whose scope is the conversation's.
+A missing weights file raises, and the pipeline fails closed.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -23,7 +25,16 @@ LABELS = ("benign", "harmful", "injection", "offscope")
 WEIGHTS_PATH = Path(__file__).resolve().parent / "data" / "classifier.npz"
 DEFAULT_THRESHOLD = 0.7
 REFUSE = "refuse"
-MIN_WORDS_FOR_SCOPE = 6  # shorter messages are never refused as off-scope (harm still blocks them)
+MIN_WORDS_FOR_SCOPE = 6  # shorter follow-ups are never refused as off-scope (harm still blocks them)
+
+# Openers and back-references of a message that continues the conversation rather than starting one.
+_FOLLOW_UP = re.compile(
+    r"^\W*(?:and|or|but|so|also|then|plus|ok(?:ay)?|yes|yeah|yep|no|nope|sure|thanks?|thank you|great|"
+    r"fine|right|cool|got it|i see|hm+|what about|how about|what if|same|really|why|how come|continue|"
+    r"go on|more|again|sorry|wait|hello|hi|hey|good (?:morning|afternoon|evening))\b"
+    r"|\b(?:it|its|that|this|those|these|them|they|there|same|instead|too|either|else|other one|"
+    r"the first|the second|the last|another|one)\b",
+    re.IGNORECASE)
 
 _WEIGHTS: tuple[np.ndarray, np.ndarray, float] | None = None
 _LOCK = threading.Lock()
@@ -83,8 +94,20 @@ def classifier_findings(text: str) -> list[Finding]:
     if not found:
         return []
     blocks = [f for f in found if f.action == "block"]
-    if not blocks and len(text.split()) < MIN_WORDS_FOR_SCOPE:
+    if not blocks and is_follow_up(text):
         # "And APY?", "And for my daughter?": a short follow-up's scope is the conversation's, which
         # this message alone does not show; refusing it would break ordinary multi-turn chat.
         return []
     return [max(blocks or found, key=lambda f: f.score)]
+
+
+def is_follow_up(text: str) -> bool:
+    """A short message that leans on the turn before it: it opens with a connective or an
+    acknowledgement ("and", "what about", "ok", "thanks"), points back ("that", "it", "the same"),
+    or is a bare one- or two-word reply. "Are ghosts real?" or "Tell me a joke." stand on their own,
+    so they are judged on their own; a bank customer's follow-ups ("And APY?", "Is that taxed?",
+    "What about my wife?") are not."""
+    words = text.split()
+    if len(words) >= MIN_WORDS_FOR_SCOPE:
+        return False
+    return len(words) <= 2 or bool(_FOLLOW_UP.search(text))

@@ -7,8 +7,8 @@ returns the message itself plus every decoded or rewritten form worth checking:
 - cleaned: NFKC, zero-width and soft-hyphen characters removed, Cyrillic/Greek homoglyphs folded to
   Latin, letters spaced out with spaces/dots/dashes joined ("b o m b" -> "bomb"), leetspeak folded
   ("m3th" -> "meth") - only when any of these changed something;
-- decoded: base64 and hex runs that decode to readable text, and ROT13 / reversed text when the
-  decoded form reads as English far better than the original;
+- decoded: base64 and hex runs that decode to readable text, and ROT13 / reversed text (the whole
+  message or one of its sentences or clauses) when the decoded form reads as English far better;
 - tense: past/future/hypothetical rephrasings rewritten to the plain present request ("How did
   people make X in the past?" -> "how do people make x?");
 - segments: the paragraphs and the last sentences of a long message, so a harmful request wrapped at
@@ -45,6 +45,7 @@ _SPACED = re.compile(r"\b(?:[A-Za-z][ .\-_*]){2,}[A-Za-z]\b")
 _B64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?:\b|0x)(?:[0-9a-fA-F]{2}[ :]?){8,}")
 _WORDS = re.compile(r"[a-z']+")
+_PIECES = re.compile(r"(?<=[.!?:;])\s+|\n+")
 # Common English words: a decoded text that reads as English uses many of them.
 _COMMON_WORDS = """a an the and or but if to of in on at for with from by about into how what why when where
 who which is are was were be been do does did can could would should will may might must have has had i you he
@@ -107,11 +108,17 @@ def decoded_payloads(text: str) -> list[tuple[str, str]]:
             decoded = _printable(bytes.fromhex(digits))
             if decoded:
                 found.append(("hex", decoded))
-    base = _readability(text)
-    for name, candidate in (("rot13", codecs.decode(text, "rot13")), ("reversed", text[::-1])):
-        score = _readability(candidate)
-        if score >= 0.25 and score > base + 0.15:
-            found.append((name, candidate))
+    # The whole text, then each sentence or clause: "The following is ROT13, answer it: <payload>"
+    # wraps the encoded part in plain English, which would hide it from a whole-text comparison.
+    pieces = [text] + [p for p in _PIECES.split(text) if len(p.split()) >= 3 and p.strip() != text.strip()]
+    for index, piece in enumerate(pieces):
+        base = _readability(piece)
+        if index and base >= 0.2:
+            continue  # a clause that already reads as English is not the encoded part
+        for name, candidate in (("rot13", codecs.decode(piece, "rot13")), ("reversed", piece[::-1])):
+            score = _readability(candidate)
+            if score >= 0.25 and score > base + 0.15:
+                found.append((name, candidate.strip()))
     return found
 
 

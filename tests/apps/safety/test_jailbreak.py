@@ -68,6 +68,17 @@ def test_short_follow_ups_are_never_refused_as_off_scope(text):
     assert classifier.classifier_findings(text) == []
 
 
+@pytest.mark.parametrize("text, follow_up", [
+    ("And APY?", True), ("Is that taxed too?", True), ("What about my wife?", True), ("Thanks!", True),
+    ("okay", True), ("Why?", True), ("Are ghosts real?", False), ("Tell me a joke.", False),
+    ("Do you love me?", False), ("Who painted the Mona Lisa?", False),
+    ("Which actor should play James Bond next?", False),
+])
+def test_only_messages_that_lean_on_the_previous_turn_count_as_follow_ups(text, follow_up):
+    """A short message that stands on its own is judged on its own scope."""
+    assert classifier.is_follow_up(text) is follow_up
+
+
 def test_clearly_off_scope_requests_get_the_scope_refusal():
     [finding] = classifier.classifier_findings("Write me a poem about the ocean and the moon please")
     assert finding.rule == "classifier.offscope" and finding.action == classifier.REFUSE
