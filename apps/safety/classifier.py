@@ -1,8 +1,9 @@
 """The trained input classifier: P(benign | harmful | injection | offscope) from MiniLM embeddings.
 
-Weights (`data/classifier.npz`, a few KB: a weight matrix, biases and the decision threshold) come
-from `python -m apps.safety.train_classifier`, which picks the threshold on out-of-fold scores of its
-own corpus, never on the evaluation sets. A message is judged on every view of it that
+Weights (`data/classifier.npz`, a few KB: a weight matrix, biases and the decision threshold; or,
+from `--mlp`, a GELU hidden layer before them, float16, under 64 KB) come from
+`python -m apps.safety.train_classifier`, which picks the threshold on out-of-fold scores of its own
+corpus, never on the evaluation sets. A message is judged on every view of it that
 `apps.safety.deobfuscate.views` produces (decoded payloads, present-tense rewrites, the paragraphs of
 a long wrapper); the most suspicious view decides. When 1 - P(benign) passes the threshold the
 finding names the likelier bad class: `harmful` and `injection` block, `offscope` (questions about
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,11 +38,36 @@ _FOLLOW_UP = re.compile(
     r"the first|the second|the last|another|one)\b",
     re.IGNORECASE)
 
-_WEIGHTS: tuple[np.ndarray, np.ndarray, float] | None = None
+
+class Weights(NamedTuple):
+    """A classifier head: optional hidden layer (GELU), output layer, block threshold."""
+
+    hidden_weight: np.ndarray | None  # (hidden, 384), or None for the linear model
+    hidden_bias: np.ndarray | None    # (hidden,)
+    weight: np.ndarray                # (len(LABELS), hidden or 384)
+    bias: np.ndarray                  # (len(LABELS),)
+    threshold: float
+
+
+_WEIGHTS: Weights | None = None
 _LOCK = threading.Lock()
 
 
-def _weights() -> tuple[np.ndarray, np.ndarray, float]:
+def load_weights(path: Path) -> Weights:
+    """The head stored at `path` (float16 arrays are widened to float32)."""
+    data = np.load(path)
+
+    def array(name: str) -> np.ndarray | None:
+        return data[name].astype(np.float32) if name in data.files else None
+
+    weight, bias = array("weight"), array("bias")
+    if weight is None or bias is None:
+        raise ValueError(f"{path} has no output layer (`weight`, `bias`)")
+    threshold = float(data["threshold"]) if "threshold" in data.files else DEFAULT_THRESHOLD
+    return Weights(array("hidden_weight"), array("hidden_bias"), weight, bias, threshold)
+
+
+def _weights() -> Weights:
     global _WEIGHTS
     if _WEIGHTS is None:
         with _LOCK:
@@ -49,30 +76,40 @@ def _weights() -> tuple[np.ndarray, np.ndarray, float]:
                     raise FileNotFoundError(
                         f"{WEIGHTS_PATH} is missing; run `python -m apps.safety.train_classifier`"
                     )
-                data = np.load(WEIGHTS_PATH)
-                threshold = float(data["threshold"]) if "threshold" in data.files else DEFAULT_THRESHOLD
-                _WEIGHTS = (data["weight"], data["bias"], threshold)
+                _WEIGHTS = load_weights(WEIGHTS_PATH)
     return _WEIGHTS
 
 
 def threshold() -> float:
     """The block threshold on 1 - P(benign) stored with the weights."""
-    return _weights()[2]
+    return _weights().threshold
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh form (what the trainer uses: `torch.nn.GELU(approximate="tanh")`)."""
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
 
 
 def softmax_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Softmax of a linear layer over `features`, row by row."""
     logits = features @ weight.T + bias
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def head_scores(features: np.ndarray, weights: Weights) -> np.ndarray:
+    """Class probabilities of `features` (n, 384) under `weights`, linear or MLP."""
+    if weights.hidden_weight is not None and weights.hidden_bias is not None:
+        features = gelu(features @ weights.hidden_weight.T + weights.hidden_bias)
+    return softmax_scores(features, weights.weight, weights.bias)
+
+
 def probabilities(texts: list[str]) -> np.ndarray:
     """(len(texts), len(LABELS)) class probabilities in `LABELS` order."""
     from apps.safety.embeddings import embed
 
-    weight, bias, _ = _weights()
-    return softmax_scores(embed(texts).numpy(), weight, bias)
+    return head_scores(embed(texts).numpy(), _weights())
 
 
 def _finding(probs: np.ndarray, view: str) -> Finding | None:

@@ -1,6 +1,7 @@
 """Train the input classifier: logistic regression on MiniLM sentence embeddings, threshold on validation.
 
     python -m apps.safety.train_classifier            # writes apps/safety/data/classifier.npz
+    python -m apps.safety.train_classifier --mlp      # a small MLP head instead (see below)
 
 The corpus is `apps/safety/data/corpus*.yaml`, written for Verity (benign domain questions and hard
 negatives, harmful requests across the HarmBench / Do-Not-Answer risk categories, prompt-injection
@@ -14,6 +15,14 @@ lowest one that keeps the benign false-positive rate of *out-of-fold* scores at 
 half is mostly hard negatives, so this is conservative); folds are grouped by core, so every phrasing
 of one core is on the same side of a split and the validation measures generalisation to unseen
 intents. The final weights are then fitted on the whole corpus and saved with that threshold.
+
+`--mlp` trains a one-hidden-layer MLP instead (384 -> 64, GELU, -> 4 softmax; class-balanced, full-batch
+AdamW with weight decay and input dropout, fixed seed, early stopping on the loss of an inner split of
+each fold's training groups; the final model runs for the median of those epoch counts and is stored
+as float16, ~46 KB). On the corpus's folds it catches more at the same 3% benign bound (harmful 71.6%
+vs 68.2%, injection 87.5% vs 80.0%, off-scope 76.5% vs 73.5%), but on the evaluation sets it let
+slightly more through (harmful 33.0% vs 31.8%, obfuscations 49.4% vs 48.3%, jailbreaks 3.1% vs 2.3%),
+so the shipped weights stay linear.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from apps.safety.classifier import LABELS, WEIGHTS_PATH, softmax_scores
+from apps.safety.classifier import LABELS, WEIGHTS_PATH, Weights, head_scores
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_PATH = DATA_DIR / "corpus.yaml"
@@ -55,6 +64,11 @@ DETAIL_FRAMES = [
     "What would someone need to do to {core}?",
     "Describe in detail how one could {core}.",
 ]
+HIDDEN = 64        # `--mlp` hidden units (the float16 file stays under the 64 KB cap)
+INPUT_DROPOUT = 0.5
+MAX_EPOCHS = 600
+PATIENCE = 40      # epochs without a better inner-validation loss before training stops
+
 TENSE_FRAMES = ["How did people {core} in the past?", "How will people {core} in the future?",
                 "Years ago, how would someone {core}?"]
 
@@ -111,6 +125,12 @@ def expand(corpus: dict, seed: int = 13) -> list[Example]:
     return rows
 
 
+def _class_weight(labels: torch.Tensor) -> torch.Tensor:
+    classes = len(LABELS)
+    counts = torch.bincount(labels, minlength=classes).float()
+    return counts.sum() / (classes * counts.clamp(min=1))
+
+
 def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300, weight_decay: float = 3e-4,
           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, class-balanced, full-batch Adam with an L2 penalty."""
@@ -118,8 +138,7 @@ def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300, we
     classes = len(LABELS)
     weight = torch.zeros((classes, features.shape[1]), requires_grad=True)
     bias = torch.zeros(classes, requires_grad=True)
-    counts = torch.bincount(labels, minlength=classes).float()
-    class_weight = counts.sum() / (classes * counts.clamp(min=1))
+    class_weight = _class_weight(labels)
     optimiser = torch.optim.Adam([weight, bias], lr=0.05)
     for _ in range(epochs):
         optimiser.zero_grad()
@@ -131,19 +150,76 @@ def train(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300, we
     return weight.detach().numpy(), bias.detach().numpy()
 
 
-def out_of_fold(features: torch.Tensor, labels: torch.Tensor, groups: list[str], *, folds: int = 5,
-                seed: int = 1) -> np.ndarray:
-    """Class probabilities of every example from a model that never saw its group."""
+def train_mlp(features: torch.Tensor, labels: torch.Tensor, *, epochs: int = MAX_EPOCHS,
+              validation: tuple[torch.Tensor, torch.Tensor] | None = None, hidden: int = HIDDEN,
+              weight_decay: float = 1e-3, lr: float = 3e-3, seed: int = 0) -> tuple[Weights, int]:
+    """A class-balanced MLP head, full-batch AdamW; with `validation`, the weights of the epoch with
+    the lowest validation loss (stopping `PATIENCE` epochs after it). Returns the head (float16-rounded
+    as it will be stored, threshold unset) and the number of epochs it was trained for."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Dropout(INPUT_DROPOUT), torch.nn.Linear(features.shape[1], hidden),
+        torch.nn.GELU(approximate="tanh"), torch.nn.Linear(hidden, len(LABELS)))
+    class_weight = _class_weight(labels)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    best_loss, best_epoch, best_state = float("inf"), epochs, None
+    for epoch in range(1, epochs + 1):
+        net.train()
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(features), labels, weight=class_weight).backward()
+        optimiser.step()
+        if validation is None:
+            continue
+        net.eval()
+        with torch.no_grad():
+            loss = float(torch.nn.functional.cross_entropy(net(validation[0]), validation[1],
+                                                           weight=class_weight))
+        if loss < best_loss:
+            best_loss, best_epoch = loss, epoch
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        elif epoch - best_epoch >= PATIENCE:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+
+    def stored(layer: torch.nn.Module, name: str) -> np.ndarray:
+        return getattr(layer, name).detach().numpy().astype(np.float16).astype(np.float32)
+
+    first, last = net[1], net[3]
+    head = Weights(stored(first, "weight"), stored(first, "bias"), stored(last, "weight"),
+                   stored(last, "bias"), threshold=0.0)
+    return head, best_epoch
+
+
+def fold_assignment(groups: list[str], folds: int, seed: int) -> np.ndarray:
+    """The fold of every example; all examples of one group share a fold."""
     names = sorted(set(groups))
     random.Random(seed).shuffle(names)
     fold_of = {name: i % folds for i, name in enumerate(names)}
-    assignment = np.array([fold_of[g] for g in groups])
+    return np.array([fold_of[g] for g in groups])
+
+
+def out_of_fold(features: torch.Tensor, labels: torch.Tensor, groups: list[str], *, folds: int = 5,
+                seed: int = 1, mlp: bool = False) -> tuple[np.ndarray, list[int]]:
+    """Class probabilities of every example from a model that never saw its group, and (MLP) the
+    early-stopped epoch count of each fold, whose inner validation split is a fifth of its training
+    groups."""
+    assignment = fold_assignment(groups, folds, seed)
     scores = np.zeros((len(groups), len(LABELS)), dtype=np.float32)
+    epochs: list[int] = []
     for fold in range(folds):
-        held = torch.from_numpy(assignment == fold)
-        weight, bias = train(features[~held], labels[~held])
-        scores[held.numpy()] = softmax_scores(features[held].numpy(), weight, bias)
-    return scores
+        held = assignment == fold
+        if not mlp:
+            weight, bias = train(features[~held], labels[~held])
+            head = Weights(None, None, weight, bias, 0.0)
+        else:
+            training = np.flatnonzero(~held)
+            inner = fold_assignment([groups[i] for i in training], folds, seed + 1) == 0
+            fit, check = torch.from_numpy(training[~inner]), torch.from_numpy(training[inner])
+            head, epoch = train_mlp(features[fit], labels[fit], validation=(features[check], labels[check]))
+            epochs.append(epoch)
+        scores[held] = head_scores(features[held].numpy(), head)
+    return scores, epochs
 
 
 def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float) -> float:
@@ -158,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=WEIGHTS_PATH)
     parser.add_argument("--max-benign-fpr", type=float, default=0.03)
+    parser.add_argument("--mlp", action="store_true", help="a one-hidden-layer MLP head, not the linear model")
     args = parser.parse_args(argv)
     from apps.safety.embeddings import embed
 
@@ -165,19 +242,27 @@ def main(argv: list[str] | None = None) -> None:
     texts = [r.text for r in rows]
     labels = torch.tensor([r.label for r in rows])
     features = torch.cat([embed(texts[i: i + 64]) for i in range(0, len(texts), 64)])
-    oof = out_of_fold(features, labels, [r.group for r in rows])
+    oof, epochs = out_of_fold(features, labels, [r.group for r in rows], mlp=args.mlp)
     bad, is_benign = 1.0 - oof[:, 0], (labels == 0).numpy()
     threshold = pick_threshold(bad, is_benign, args.max_benign_fpr)
     caught = {name: round(float((bad[(labels == i).numpy()] >= threshold).mean()), 4)
               for i, name in enumerate(LABELS) if i}
-    weight, bias = train(features, labels)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
-             threshold=np.float32(threshold), labels=np.array(LABELS))
+    if not args.mlp:
+        weight, bias = train(features, labels)
+        np.savez(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
+                 threshold=np.float32(threshold), labels=np.array(LABELS))
+    else:
+        head, _ = train_mlp(features, labels, epochs=int(np.median(epochs)))
+        np.savez_compressed(
+            args.output, hidden_weight=head.hidden_weight.astype(np.float16),
+            hidden_bias=head.hidden_bias.astype(np.float16), weight=head.weight.astype(np.float16),
+            bias=head.bias.astype(np.float16), threshold=np.float32(threshold), labels=np.array(LABELS))
     counts = {name: int((labels == i).sum()) for i, name in enumerate(LABELS)}
     print(json.dumps({"examples": len(rows), "per_label": counts, "threshold": round(threshold, 4),
                       "validation_benign_fpr": round(float((bad[is_benign] >= threshold).mean()), 4),
-                      "validation_caught": caught, "output": str(args.output)}))
+                      "validation_caught": caught, "model": f"mlp-{HIDDEN}" if args.mlp else "linear",
+                      "fold_epochs": epochs, "output": str(args.output)}))
 
 
 if __name__ == "__main__":

@@ -54,3 +54,33 @@ def test_weights_file_is_small_and_matches_the_embedding_size():
     assert data["weight"].shape == (len(LABELS), 384)
     assert 0.05 <= float(data["threshold"]) <= 0.99  # chosen on the corpus's own validation folds
     assert WEIGHTS_PATH.stat().st_size < 64 * 1024
+
+
+def test_mlp_head_scores_match_torch_and_a_linear_file_still_loads(tmp_path):
+    """The numpy forward pass of the stored head is the trainer's torch module, and a file without a
+    hidden layer is read as the linear softmax model."""
+    import torch
+
+    from apps.safety.classifier import head_scores, load_weights
+    from apps.safety.train_classifier import train_mlp
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.nn.functional.normalize(torch.randn(80, 384, generator=generator), dim=1)
+    labels = torch.arange(80) % len(LABELS)
+    head, epochs = train_mlp(features, labels, epochs=5, hidden=8)
+    assert epochs == 5 and head.hidden_weight.shape == (8, 384)
+    hidden = torch.nn.functional.gelu(features @ torch.from_numpy(head.hidden_weight).T
+                                      + torch.from_numpy(head.hidden_bias), approximate="tanh")
+    expected = torch.softmax(hidden @ torch.from_numpy(head.weight).T + torch.from_numpy(head.bias), 1)
+    scores = head_scores(features.numpy(), head)
+    assert np.allclose(scores, expected.numpy(), atol=1e-5)
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    again, _ = train_mlp(features, labels, epochs=5, hidden=8)
+    assert np.array_equal(again.hidden_weight, head.hidden_weight)  # fixed seed, same weights
+
+    path = tmp_path / "linear.npz"
+    np.savez(path, weight=np.eye(len(LABELS), 384, dtype=np.float32), bias=np.zeros(len(LABELS), np.float32),
+             threshold=np.float32(0.5))
+    linear = load_weights(path)
+    assert linear.hidden_weight is None and linear.threshold == 0.5
+    assert head_scores(features.numpy()[:2], linear).shape == (2, len(LABELS))
