@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from apps.core.errors import ApplicationError, ErrorCode
+from apps.core.singleton import process_singleton
 
 Event = tuple[str, str, dict[str, Any]]
 # `human.message` goes on a conversation's key (`conversation:<id>`): an expert answered from the console.
@@ -189,28 +190,17 @@ class RedisStreamBus:
         self._client.delete(self.key(str(reply_id)))
 
 
-_bus: StreamBus | None = None
-_bus_lock = threading.Lock()
-
-
+@process_singleton
 def stream_bus() -> StreamBus:
     """The process's bus: memory in embedded mode, Redis Streams in services mode."""
-    global _bus
-    if _bus is None:
-        with _bus_lock:
-            if _bus is None:
-                if settings.VERITY_MODE == "services":
-                    _bus = RedisStreamBus(settings.REDIS_URL, settings.VERITY_STREAM_PREFIX,
-                                          settings.VERITY_STREAM_TTL_S)
-                else:
-                    _bus = MemoryStreamBus(settings.VERITY_STREAM_TTL_S)
-    return _bus
+    if settings.VERITY_MODE == "services":
+        return RedisStreamBus(settings.REDIS_URL, settings.VERITY_STREAM_PREFIX, settings.VERITY_STREAM_TTL_S)
+    return MemoryStreamBus(settings.VERITY_STREAM_TTL_S)
 
 
 def stream_bus_reset() -> None:
     """Forget the process's bus (tests switch modes)."""
-    global _bus
-    _bus = None
+    stream_bus.reset()
 
 
 def events_follow(reply_id: str, *, after: str | None = None, timeout_s: float = 600.0,

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from apps.core.singleton import process_singleton
+
 WINDOW_S = 60
 
 _LUA = """
@@ -168,24 +170,14 @@ class MemoryLimiter:
             tok[now] = tok.get(now, 0) + int(delta)
 
 
-_limiter: Limiter | None = None
-_limiter_lock = threading.Lock()
-
-
+@process_singleton
 def limiter() -> Limiter:
     """The process's limiter: Redis in services mode, in-memory in embedded mode."""
-    global _limiter
-    if _limiter is None:
-        with _limiter_lock:
-            if _limiter is None:
-                if settings.VERITY_MODE == "services":
-                    _limiter = RedisLimiter(settings.REDIS_URL, settings.VERITY_STREAM_PREFIX)
-                else:
-                    _limiter = MemoryLimiter()
-    return _limiter
+    if settings.VERITY_MODE == "services":
+        return RedisLimiter(settings.REDIS_URL, settings.VERITY_STREAM_PREFIX)
+    return MemoryLimiter()
 
 
 def limiter_reset(new: Any = None) -> None:
     """Forget (or replace) the process's limiter; tests switch modes."""
-    global _limiter
-    _limiter = new
+    limiter.reset(new)

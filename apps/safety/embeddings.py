@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
+
+from apps.core.singleton import process_singleton
 
 MAX_TOKENS = 256  # the model was trained on 256-token windows; longer input is truncated
 # One short message is too small a job to split across cores: with several intra-op threads on a busy
@@ -108,18 +109,10 @@ class MiniLM:
         return F.normalize(pooled, p=2, dim=1)
 
 
-_MODEL: MiniLM | None = None
-_LOCK = threading.Lock()
-
-
+@process_singleton
 def get_model() -> MiniLM:
     """The process-wide MiniLM instance (loaded on first use)."""
-    global _MODEL
-    if _MODEL is None:
-        with _LOCK:
-            if _MODEL is None:
-                _MODEL = MiniLM(model_dir())
-    return _MODEL
+    return MiniLM(model_dir())
 
 
 def embed(texts: list[str]) -> torch.Tensor:

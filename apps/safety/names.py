@@ -26,10 +26,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-import threading
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+
+from apps.core.singleton import process_singleton
 
 
 def _words(text: str) -> frozenset[str]:
@@ -147,18 +148,10 @@ def _keys(word: str) -> set[str]:
     return {folded, plain, plain.replace("'", "")}
 
 
-_GAZETTEER: Gazetteer | None = None
-_LOCK = threading.Lock()
-
-
+@process_singleton
 def gazetteer() -> Gazetteer:
     """The process-wide gazetteer from Faker's person providers (every locale, cased scripts only)."""
-    global _GAZETTEER
-    if _GAZETTEER is None:
-        with _LOCK:
-            if _GAZETTEER is None:
-                _GAZETTEER = Gazetteer(*_faker_names())
-    return _GAZETTEER
+    return Gazetteer(*_faker_names())
 
 
 def _faker_names() -> tuple[set[str], set[str]]:

