@@ -59,6 +59,17 @@ PACK_SCHEMA: dict[str, Any] = {
         "disclaimer": _TEXT,
         "refusal": {**_TEXT_MAP, "required": ["default"]},
         "escalation": {**_TEXT_MAP, "required": ["human"]},
+        "scope": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["topics"],
+            "properties": {
+                "summary": _TEXT,
+                "topics": {"type": "array", "minItems": 1, "items": _TEXT},
+                "examples": {"type": "array", "items": _TEXT},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
         "risk_rules": {
             "type": "array",
             "items": {

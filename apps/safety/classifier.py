@@ -107,9 +107,9 @@ def head_scores(features: np.ndarray, weights: Weights) -> np.ndarray:
 
 def probabilities(texts: list[str]) -> np.ndarray:
     """(len(texts), len(LABELS)) class probabilities in `LABELS` order."""
-    from apps.safety.embeddings import embed
+    from apps.safety.embeddings import embed_cached
 
-    return head_scores(embed(texts).numpy(), _weights())
+    return head_scores(embed_cached(texts).numpy(), _weights())
 
 
 def _finding(probs: np.ndarray, view: str) -> Finding | None:

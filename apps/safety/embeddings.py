@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -117,3 +119,31 @@ def get_model() -> MiniLM:
 
 def embed(texts: list[str]) -> torch.Tensor:
     return get_model().encode(texts)
+
+
+# The input stage embeds the same message more than once (the classifier judges it, the pack scope then
+# places it): a small cache of recent texts makes the second look a dictionary hit.
+CACHE_SIZE = 512
+_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def embed_cached(texts: list[str]) -> torch.Tensor:
+    """`embed(texts)`, reusing the vectors of recently embedded texts (last `CACHE_SIZE`)."""
+    rows: dict[str, torch.Tensor] = {}
+    with _cache_lock:
+        for text in texts:
+            if text in _cache:
+                _cache.move_to_end(text)
+                rows[text] = _cache[text]
+    missing = list(dict.fromkeys(t for t in texts if t not in rows))
+    if missing:
+        fresh = embed(missing)
+        with _cache_lock:
+            for text, row in zip(missing, fresh, strict=True):
+                rows[text] = _cache[text] = row.clone()  # not a view pinning the whole batch
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    if not texts:
+        return torch.zeros((0, get_model().dim))
+    return torch.stack([rows[t] for t in texts])

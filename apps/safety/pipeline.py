@@ -7,7 +7,9 @@
     publish(stage.finish())                      # flush + the pack's disclaimer
 
 Input checks, in order: crisis/emergency (escalate), built-in harm floor and pack risk rules,
-prompt-injection/jailbreak signals, then PII redaction. Output checks: forbidden claims and unsafe
+prompt-injection/jailbreak signals, the pack's scope (an off-topic message gets the scope refusal),
+then PII redaction. The jailbreak classifier and the scope share the MiniLM encoder (`jailbreak=False`
+turns both off). Output checks: forbidden claims and unsafe
 content, pack output rules, PII, and the system-prompt canary. Any check that raises blocks.
 """
 
@@ -34,6 +36,12 @@ def _jailbreak_check(text: str, policy: PackPolicy) -> list[Finding]:
     from apps.safety.jailbreak import jailbreak_check
 
     return jailbreak_check(text, policy)
+
+
+def _scope_check(text: str, policy: PackPolicy) -> list[Finding]:
+    from apps.safety.scope import scope_check
+
+    return scope_check(text, policy)
 
 
 def _pii_redact(text: str) -> tuple[str, list[Finding]]:
@@ -108,6 +116,7 @@ class SafetyPipeline:
         checks: list[tuple[str, Check]] = [("crisis", crisis_check), ("rules", input_rules_check)]
         if self.jailbreak:
             checks.append(("jailbreak", _jailbreak_check))
+            checks.append(("scope", _scope_check))  # after the classifier: its embeddings are cached
         return checks
 
     def check_input(self, text: str, *, domain: str | None = None, pack: Any | None = None) -> InputDecision:

@@ -78,6 +78,10 @@ class PackPolicy:
     errors: list[str] = field(default_factory=list)
     refusals: dict[str, str] = field(default_factory=dict)
     escalations: dict[str, str] = field(default_factory=dict)
+    # The pack's `scope`: anchor sentences (topics as "a question about ...", the summary, examples) and
+    # the similarity below which a message is out of scope; no anchors, no scope check.
+    scope_anchors: tuple[str, ...] = ()
+    scope_threshold: float | None = None
 
     @property
     def scope_text(self) -> str:
@@ -148,6 +152,28 @@ def _compile_rule(raw: Any, index: int) -> RiskRule:
     return RiskRule(rule_id, action, stages, tuple(patterns), message, escalation, refusal)
 
 
+def _scope(raw: Any, errors: list[str]) -> tuple[tuple[str, ...], float | None]:
+    """The anchor sentences and threshold of a pack's `scope` section (see `apps.safety.scope`)."""
+    if raw is None:
+        return (), None
+    if not isinstance(raw, dict):
+        errors.append("scope: expected a mapping with `topics`")
+        return (), None
+    topics = _as_list(raw.get("topics"))
+    if not topics or not all(isinstance(t, str) and t.strip() for t in topics):
+        errors.append("scope.topics: expected a non-empty list of texts")
+    anchors = [f"a question about {t.strip()}" for t in topics if isinstance(t, str) and t.strip()]
+    summary = raw.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        anchors.append(f"a question about {summary.strip()}")
+    anchors += [e.strip() for e in _as_list(raw.get("examples")) if isinstance(e, str) and e.strip()]
+    threshold = raw.get("threshold")
+    if threshold is not None and (not isinstance(threshold, int | float) or not 0 <= threshold <= 1):
+        errors.append(f"scope.threshold: expected a number between 0 and 1, got {threshold!r}")
+        threshold = None
+    return tuple(dict.fromkeys(anchors)), None if threshold is None else float(threshold)
+
+
 def policy_from_pack(pack: Any) -> PackPolicy:
     """Read a pack (duck-typed) into a `PackPolicy`; never raises, records errors instead."""
     errors: list[str] = []
@@ -183,6 +209,7 @@ def policy_from_pack(pack: Any) -> PackPolicy:
             if isinstance(escalation, dict) else {}
         escalations.setdefault("crisis", crisis)
         escalations.setdefault("emergency", emergency)
+        anchors, scope_threshold = _scope(data.get("scope"), errors)
         return PackPolicy(
             domain=domain,
             disclaimer=disclaimer or DEFAULT_DISCLAIMER,
@@ -193,6 +220,8 @@ def policy_from_pack(pack: Any) -> PackPolicy:
             errors=errors,
             refusals=refusals,
             escalations=escalations,
+            scope_anchors=anchors,
+            scope_threshold=scope_threshold,
         )
     except Exception as exc:  # noqa: BLE001 - a pack we cannot read must block, not crash the turn
         return PackPolicy(

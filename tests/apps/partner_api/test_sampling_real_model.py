@@ -76,7 +76,8 @@ def test_json_schema_output_validates(issue, real_inline_worker, client_for):
 
 def test_json_object_output_parses_streaming_too(issue, real_inline_worker, client_for):
     stream = client_for(issue()[0], timeout=300).chat.completions.create(
-        model="finance", messages=[{"role": "user", "content": 'Repeat exactly this JSON object: {"rate": 5}'}],
+        model="finance", messages=[{"role": "user", "content": 'Repeat exactly this JSON object with my savings interest '
+                                                               'rate: {"rate": 5}'}],
         temperature=0, max_tokens=48, stream=True, response_format={"type": "json_object"})
     content, finish = "", None
     for chunk in stream:
