@@ -163,6 +163,12 @@ _INPUT_FLOOR += [
      r"server|account|phone|computer|atm|grid|satellite)\b"),
     ("harm.drugs", r"\b(?:extract\w*|make|making|grow\w*|cook\w*)\b.{0,30}\b(?:mind-altering|psychoactive|"
      r"hallucinogenic|psychedelic|narcotic|illegal)\b.{0,30}\b(?:substances?|drugs?|compounds?)\b"),
+    # Asking how to do something while escaping detection or someone's consent is the intent itself,
+    # whatever the act (awareness phrasing, "so I can avoid getting caught in one", stays exempt).
+    ("harm.evasion", r"\bwithout (?:getting |being )?(?:caught|detected|noticed|traced)\b|"
+     r"\bavoid(?:ing)? (?:detection|getting caught|being caught)\b|\bundetect(?:ed|able)\b|\buntraceabl[ey]\b|"
+     r"\bwithout (?:the (?:owner|victim|person|user|patient|account holder)'?s?'? |their |his |her |someone'?s? )"
+     r"(?:knowledge|consent|permission)\b|\bevad(?:e|ing) (?:the )?(?:police|law enforcement|authorities)\b"),
 ]
 
 _AWARENESS = re.compile(r"\b(?:spot|recogni[sz]e|tell if|tell whether|avoid(?:ing)? (?:getting |being )?(?:scammed|"
@@ -173,7 +179,11 @@ _AWARENESS = re.compile(r"\b(?:spot|recogni[sz]e|tell if|tell whether|avoid(?:in
                         r"get caught in|fall for|victim|defend against|prevent\w*|stay safe|how do (?:police|banks|"
                         r"regulators|investigators|courts|prosecutors)|what is|what are|why is|illegal\?)\b")
 # Rules whose subject is also the subject of fraud awareness, which DOMAINS.md welcomes.
-_AWARENESS_EXEMPT = {"harm.fraud", "harm.hacking", "harm.legal_abuse"}
+_AWARENESS_EXEMPT = {"harm.fraud", "harm.hacking", "harm.legal_abuse", "harm.evasion"}
+# Asking whether something is lawful, or about one's own rights, is a legal information question.
+_LEGALITY = re.compile(r"\b(?:is it|is that|would it be|was it) (?:il)?legal\b|\bagainst the law\b|\bmy rights\b|"
+                       r"\bam i allowed\b|\bwithout (?:my|our) (?:knowledge|consent|permission)\b")
+_LEGALITY_EXEMPT = {"harm.evasion"}
 
 # Rules that tell names from words by their capital letter, `(?-i:[A-Z])`, run case-insensitively
 # on the original text instead of the lower-cased one.
@@ -209,10 +219,12 @@ def input_rules_check(text: str, policy: PackPolicy) -> list[Finding]:
     """Built-in harmful-instruction floor plus the pack's input rules."""
     norm = normalise(text)
     defensive = bool(_AWARENESS.search(norm))
+    legality = bool(_LEGALITY.search(norm))
     cased = " ".join(unicodedata.normalize("NFKC", text).split()).replace("\u2019", "'")
     findings: list[Finding] = []
     for rule, pattern in _INPUT_RULES:
-        if (defensive and rule in _AWARENESS_EXEMPT) or any(f.rule == rule for f in findings):
+        if (defensive and rule in _AWARENESS_EXEMPT) or (legality and rule in _LEGALITY_EXEMPT) \
+                or any(f.rule == rule for f in findings):
             continue
         if pattern.search(cased if pattern.flags & re.IGNORECASE else norm):
             findings.append(Finding(rule, "block"))
