@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/chat.py [--paint-runs 5] [--conversations 20] [--events 50] [--max-tokens 16]
                                         [--holdback N] [--question TEXT] [--only paint|relay]
+                                        [--quantize int8|none]
 
 Services mode, end to end: a throwaway PostgreSQL database and Redis key prefix, uvicorn serving the
 chat API in a subprocess, and this process acting as the worker (`reply_generate` with the bundled
@@ -25,6 +26,9 @@ Everything started is stopped and the database dropped at the end.
 `--holdback N` is a what-if for the safety owners: the worker in this process builds its output stage
 with that hold-back (the pipeline refuses less than `rules.MAX_OUTPUT_MATCH`, 160), to show how much of
 the first-paint time the hold-back accounts for. The product's own setting is unchanged.
+
+`--quantize int8|none` sets VERITY_ENGINE_QUANTIZE for this run (default: the product's default, int8 on
+CPU); the header names the R1 engine's audit label (checkpoint/profile/dtype[/int8][+adapter]).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _environment(run: str, db_name: str, max_tokens: int) -> dict[str, str]:
+def _environment(run: str, db_name: str, max_tokens: int, quantize: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERITY_", "DATABASE_URL", "DJANGO_"))}
     env.update(DJANGO_SETTINGS_MODULE="config.settings", VERITY_MODE="services", DEBUG="0",
                DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{db_name}",
@@ -83,6 +87,8 @@ def _environment(run: str, db_name: str, max_tokens: int) -> dict[str, str]:
                VERITY_MAX_NEW_TOKENS=str(max_tokens), SECRET_KEY=f"benchmark-only-secret-{run}-0123456789abcdef",
                ALLOWED_HOSTS="127.0.0.1,localhost", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                VERITY_SSE_HEARTBEAT_S="15")
+    if quantize is not None:
+        env["VERITY_ENGINE_QUANTIZE"] = quantize
     return env
 
 
@@ -276,11 +282,13 @@ def main() -> int:
                         help="the customer's message of the first-paint runs (the answer's first words decide "
                              "how soon the output stage can release them)")
     parser.add_argument("--only", choices=("paint", "relay"), default=None, help="run one of the two parts")
+    parser.add_argument("--quantize", choices=("int8", "none"), default=None,
+                        help="VERITY_ENGINE_QUANTIZE for the R1 engine (default: the product's default)")
     args = parser.parse_args()
 
     run = f"chatbench{os.getpid()}"
     db_name = f"verity_{run}"
-    env = _environment(run, db_name, args.max_tokens)
+    env = _environment(run, db_name, args.max_tokens, args.quantize)
     os.environ.update(env)
     # Playwright's sync API keeps an event loop on this thread; the ORM calls here are plain sequential code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -342,7 +350,13 @@ def main() -> int:
                 (f"publish -> asyncio XREAD, {args.conversations} concurrent ({len(direct)} ev)", direct, ""),
                 (f"publish -> one blocking XREAD follower ({len(bare)} ev)", bare, ""),
             ]
-        print(f"\nchat streaming, services mode (Redis Streams + uvicorn), bundled SmolLM2-135M, "
+        if args.only != "relay":
+            from apps.inference.services import engine_version
+
+            engine = f"R1 engine {engine_version('r1')}"
+        else:
+            engine = f"R1 weights {settings.VERITY_ENGINE_DTYPE}, quantize {settings.VERITY_ENGINE_QUANTIZE}"
+        print(f"\nchat streaming, services mode (Redis Streams + uvicorn), {engine}, "
               f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.1f}")
         print(f"{'measure':66} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'target':>10}")
         print(f"{'-' * 66} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 10}")

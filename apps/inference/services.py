@@ -3,6 +3,8 @@
 - `engine_get(profile)`: one Engine per profile per process, loaded lazily on first use, thread-safe
   (a Celery worker with the threads pool shares it between its threads; never one per task).
 - `engine_describe()`: what /healthz reports about the model, without loading it.
+- `engine_quantization(profile)`: the weight quantisation a profile loads with (VERITY_ENGINE_QUANTIZE,
+  R1 only); `engine_version(profile)`: the audit label (checkpoint/profile/dtype[/int8][+adapter]).
 - `generation_stream(...)`: the conversation core's way to stream a reply; it builds SamplingParams
   here so that no other app touches model_core types.
 - `sampling_validate(overrides)`: a request's sampling overrides checked up front (before a turn is
@@ -81,13 +83,24 @@ def _engine_load(profile: str) -> Any:
             ErrorCode.ENGINE_UNAVAILABLE,
             "The assistant's model is not available right now; the operators have been notified.",
         )
-    logger.info("loading engine profile=%s path=%s adapter=%s pid=%s", profile, path, adapter or "-", os.getpid())
+    quantize = engine_quantization(profile)
+    logger.info("loading engine profile=%s path=%s adapter=%s quantize=%s pid=%s", profile, path, adapter or "-",
+                quantize or "-", os.getpid())
     engine = Engine.load(
         str(path), profile=profile, dtype=settings.VERITY_ENGINE_DTYPE,
-        device=settings.VERITY_ENGINE_DEVICE, progress=False, adapter=adapter or None,
+        device=settings.VERITY_ENGINE_DEVICE, progress=False, adapter=adapter or None, quantize=quantize,
     )
     load_count += 1
     return engine
+
+
+def engine_quantization(profile: str = "r1") -> str | None:
+    """The weight quantisation `profile` is loaded with: VERITY_ENGINE_QUANTIZE for R1 ("int8" or None);
+    always None for Zero, the float reference the arena compares against."""
+    _profile_check(profile)
+    if profile != "r1" or settings.VERITY_ENGINE_QUANTIZE == "none":
+        return None
+    return settings.VERITY_ENGINE_QUANTIZE
 
 
 def engine_loaded(profile: str = "r1") -> bool:
@@ -118,10 +131,13 @@ def engine_describe() -> dict[str, Any]:
 
 
 def engine_version(profile: str = "r1") -> str:
-    """A label for the audit record: checkpoint name, profile, dtype."""
+    """A label for the audit record: checkpoint name, profile, dtype, weight quantisation if any, adapter
+    if any: `SmolLM2-135M-Instruct/r1/float32/int8+r1-domain`, `SmolLM2-135M-Instruct/zero/float32`."""
     engine = engine_get(profile)
     info = dict(getattr(engine, "info", {}) or {})
     label = f"{info.get('name') or Path(settings.VERITY_MODEL).name}/{profile}/{info.get('dtype', '')}".rstrip("/")
+    if info.get("quantization"):
+        label = f"{label}/{info['quantization']}"
     adapter = info.get("adapter")
     return f"{label}+{Path(adapter).parent.name or Path(adapter).stem}" if adapter else label
 

@@ -93,6 +93,9 @@ def test_r1_serves_base_plus_adapter_and_zero_the_untouched_base(fresh_engines, 
     del model
 
     settings.VERITY_MODEL = str(real_model)
+    # float R1 here, so that only the adapter tells R1's logits from Zero's (int8 + adapter:
+    # test_engine_quantize.py)
+    settings.VERITY_ENGINE_QUANTIZE = "none"
     settings.VERITY_R1_ADAPTER = str(tmp_path / "absent.safetensors")
     with caplog.at_level("ERROR"), pytest.raises(ApplicationError) as missing:
         inference.engine_get("r1")
