@@ -19,6 +19,7 @@ import re
 import threading
 import time
 import weakref
+from contextlib import suppress
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -73,6 +74,8 @@ class MemoryStreamBus:
         self._cond = threading.Condition()
         self._ttl = ttl_s
         self._cancelled: dict[str, float] = {}
+        # aread's waiters per reply: (its event loop, an asyncio.Event that publish sets from any thread)
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
     def cancel_request(self, reply_id: str) -> None:
         with self._cond:
@@ -91,6 +94,10 @@ class MemoryStreamBus:
             events.append((event_id, event, json.loads(json.dumps(data))))
             self._streams[str(reply_id)] = (time.monotonic(), events)
             self._cond.notify_all()
+            waiters = list(self._waiters.get(str(reply_id), ()))
+        for loop, woken in waiters:
+            with suppress(RuntimeError):  # that loop has closed: its reader is gone
+                loop.call_soon_threadsafe(woken.set)
         return event_id
 
     def _after(self, reply_id: str, after: str | None) -> list[Event]:
@@ -110,15 +117,30 @@ class MemoryStreamBus:
                 self._cond.wait(remaining)
 
     async def aread(self, reply_id: str, after: str | None, block_ms: int) -> list[Event]:
-        # Polling keeps the event loop free of blocking waits; in-process reads cost microseconds.
+        # No blocking wait on the event loop: publish wakes this reader through its loop
+        # (call_soon_threadsafe), so an event leaves as soon as it is published rather than at a poll.
         after = event_id_check(after)
         deadline = time.monotonic() + block_ms / 1000
+        loop = asyncio.get_running_loop()
         while True:
-            with self._cond:
+            waiter = (loop, asyncio.Event())
+            with self._cond:  # look and register under one lock: a publish in between still wakes us
                 found = self._after(reply_id, after)
-            if found or time.monotonic() >= deadline:
-                return found
-            await asyncio.sleep(0.02)
+                remaining = deadline - time.monotonic()
+                if found or remaining <= 0:
+                    return found
+                self._waiters.setdefault(str(reply_id), set()).add(waiter)
+            try:
+                await asyncio.wait_for(waiter[1].wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                with self._cond:
+                    waiting = self._waiters.get(str(reply_id))
+                    if waiting is not None:
+                        waiting.discard(waiter)
+                        if not waiting:
+                            del self._waiters[str(reply_id)]
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self._ttl
