@@ -18,7 +18,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 QUESTIONS = [
@@ -55,11 +56,14 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    import yaml
+
+    from apps.safety import embeddings
     from apps.safety.pipeline import SafetyPipeline
 
-    class Pack:
+    class Pack:  # the shipped finance pack: its rules and its scope run as in production
         domain = "finance"
-        data = {"disclaimer": "General information only."}
+        data = yaml.safe_load((REPO / "domains" / "finance" / "pack.yaml").read_text())
 
     pipeline = SafetyPipeline.for_pack(Pack())
     started = time.perf_counter()
@@ -71,6 +75,9 @@ def main() -> None:
     totals: list[float] = []
     per_check: dict[str, list[float]] = defaultdict(list)
     for text in messages:
+        # Every message is timed as a new one: the messages repeat here, a customer's rarely do, so the
+        # encoder's cache of recent texts (which spares the scope check a second encoding) starts empty.
+        getattr(embeddings, "_cache", {}).clear()
         t0 = time.perf_counter()
         decision = pipeline.check_input(text)
         totals.append((time.perf_counter() - t0) * 1000)
