@@ -53,8 +53,9 @@ class BatchView:
             keys[0, :, self.length] = k[0, :, 0]
             values[0, :, self.length] = v[0, :, 0]
         else:
-            keys[self.rows, :, self.lengths] = k[:, :, 0]
-            values[self.rows, :, self.lengths] = v[:, :, 0]
+            # index_put_ does not cast: a pool stored in a narrower dtype takes k/v rounded to it
+            keys[self.rows, :, self.lengths] = k[:, :, 0].to(keys.dtype)
+            values[self.rows, :, self.lengths] = v[:, :, 0].to(values.dtype)
         return keys[:n, :, : self.span], values[:n, :, : self.span]
 
     def advance(self, tokens: int) -> None:

@@ -6,7 +6,8 @@ Profiles (ARCHITECTURE.md, "Engines"):
 - "r1": the production engine. Continuous batching (model_core.scheduler: every request of the engine
   shares one loop thread, one batched decode forward per step, chunked prefill, a prefix cache of KV
   blocks), torch's fused SDPA, the checkpoint's full window, the output split into reasoning and
-  answer at `</think>`.
+  answer at `</think>`. Keys/values are stored in `kv_dtype`: the model's dtype, or bfloat16 for an
+  int8 engine (half the KV memory; on the CPU its int8 kernel computes in bfloat16 already).
 
 Token sources live outside the model: Zero's `_tokens` recomputes the whole sequence per token (the
 plain reference, no scheduler and no cache); R1 submits a `Sequence` to the scheduler and reads its
@@ -38,6 +39,7 @@ from model_core.tokenizer import IncrementalDecoder, Tokenizer
 
 ZERO_CONTEXT = 4096
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+KV_DTYPES = {**DTYPES, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Engine:
 
     def __init__(self, checkpoint: Checkpoint, profile: Profile, *, dtype: torch.dtype, device: torch.device,
                  prefix_cache: bool = True, prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16,
-                 max_batch_tokens: int = 512) -> None:
+                 max_batch_tokens: int = 512, kv_dtype: torch.dtype | None = None) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.config = checkpoint.config
@@ -93,6 +95,7 @@ class Engine:
         self.quantization: str | None = None
         self.adapter: str | None = None  # the LoRA adapter merged at load, if any
         self.dtype = dtype
+        self.kv_dtype = kv_dtype or dtype  # R1's stored keys/values (decode pool, prefill, prefix cache)
         self.device = device
         window = self.config.max_position_embeddings
         self.context_length = min(window, profile.max_context) if profile.max_context else window
@@ -103,7 +106,7 @@ class Engine:
         self.scheduler: Scheduler | None = None
         if profile.use_cache:
             cache = PrefixCache(budget_bytes=prefix_cache_bytes) if prefix_cache else None
-            self.scheduler = Scheduler(self.model, self.config, dtype=dtype, device=device,
+            self.scheduler = Scheduler(self.model, self.config, kv_dtype=self.kv_dtype, device=device,
                                        context_length=self.context_length, attention=profile.attention,
                                        max_running=max_running, max_batch_tokens=max_batch_tokens,
                                        prefix_cache=cache)
@@ -112,7 +115,7 @@ class Engine:
     def load(cls, path: str | Path, profile: str = "r1", dtype: str = "float32", device: str = "cpu",
              progress: bool = True, quantize: str | None = None, *, prefix_cache: bool = True,
              prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16, max_batch_tokens: int = 512,
-             adapter: str | Path | None = None) -> Engine:
+             adapter: str | Path | None = None, kv_dtype: str | None = None) -> Engine:
         """Load a Hugging Face checkpoint directory or a .gguf file for the given profile.
 
         `quantize="int8"` (R1 only) swaps every linear layer and the embedding for per-channel int8
@@ -121,7 +124,12 @@ class Engine:
         chunks), and a prefix cache of up to `prefix_cache_bytes` (off with `prefix_cache=False`).
         Zero has no scheduler and no cache; these settings do not apply to it. `adapter`: a LoRA adapter
         written by `model_core train` (model_core.adapter), merged into the weights at load, before any
-        layout change or quantisation, so base + adapter costs nothing per token."""
+        layout change or quantisation, so base + adapter costs nothing per token.
+
+        `kv_dtype` (R1): the dtype R1 stores keys/values in — decode pool, prefill staging and prefix
+        cache alike, so attention always reads them after the same rounding, cached or just computed.
+        Default: bfloat16 for int8 engines (half the KV memory; the CPU int8 kernel's projections are
+        bfloat16 already), the model's dtype otherwise."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:
@@ -133,6 +141,8 @@ class Engine:
             raise ValueError(f"device {device!r} requested but no CUDA device is available")
         if dev.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if kv_dtype is not None and kv_dtype not in KV_DTYPES:
+            raise ValueError(f"kv_dtype must be one of {sorted(KV_DTYPES)}, got {kv_dtype!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize and profile == "zero":
@@ -161,8 +171,11 @@ class Engine:
             from model_core.fast import use_decode_layout
 
             use_decode_layout(checkpoint.model)  # oneDNN's weight layout: decode at the memory's speed
+        if kv_dtype is None:
+            kv_dtype = "bfloat16" if quantize == "int8" else dtype
         engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev, prefix_cache=prefix_cache,
-                     prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens)
+                     prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens,
+                     kv_dtype=KV_DTYPES[kv_dtype])
         engine.quantization = quantize
         engine.adapter = str(adapter) if adapter is not None else None
         return engine
@@ -175,6 +188,7 @@ class Engine:
         name = c.name or Path(self.checkpoint.source).name
         return {"name": name, "architecture": c.architecture, "context_length": self.context_length,
                 "profile": self.profile.name, "dtype": str(self.dtype).removeprefix("torch."),
+                "kv_dtype": str(self.kv_dtype).removeprefix("torch.") if self.scheduler is not None else None,
                 "device": str(self.device), "is_r1": self.is_r1,
                 "quantization": self.quantization, "adapter": self.adapter}
 

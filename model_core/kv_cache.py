@@ -8,6 +8,11 @@ forward pass; everything else (how long a sequence may grow, when to reset) belo
 The continuous-batching scheduler uses one of these per sequence while its prompt is prefilled
 (chunk by chunk); decoding sequences then share block_manager.DecodePool, whose `BatchView` has the
 same surface plus a per-row `attention_mask`.
+
+Both may store keys/values in a narrower dtype than the activations (`Engine.load(kv_dtype=...)`,
+bfloat16 for int8 engines): `update` rounds what it stores and returns the stored tensors, and the
+model widens them before attention, so every token attends to the same rounded keys/values whether
+they were computed in this pass, earlier, or copied from the prefix cache.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Two attention paths share the weights:
 Linear layers are plain `nn.Linear` (q/k/v fused into `wqkv`, gate/up into `w_gate_up`, which halves
 the kernel launches in decode) so an int8 quantiser can swap them module by module. The forward pass
 takes explicit positions and an optional cache object: the generation loop, the cache and the
-scheduler live outside this file.
+scheduler live outside this file. Attention reads keys/values back from the cache it was given, widened
+to the activations' dtype when the cache stores a narrower one (kv_cache.py).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class Attention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.update(layer, k, v)  # now [B,Hkv,past+T,D]
+            if k.dtype != q.dtype:  # a cache stored in a narrower dtype: attend to its rounded K/V
+                k, v = k.to(q.dtype), v.to(q.dtype)
             mask = cache.attention_mask  # rows of different lengths in one batch (block_manager.BatchView)
         if mask is not None:
             out = ragged_attention(q, k, v, mask)

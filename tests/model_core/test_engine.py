@@ -41,7 +41,8 @@ PROMPT = [1000 + 37 * i for i in range(12)]
 
 def test_info_describes_the_loaded_engine(r1, zero):
     assert r1.info == {"name": r1.info["name"], "architecture": "qwen2", "context_length": 32768, "profile": "r1",
-                       "dtype": "float32", "device": "cpu", "is_r1": True, "quantization": None, "adapter": None}
+                       "dtype": "float32", "kv_dtype": "float32", "device": "cpu", "is_r1": True, "quantization": None,
+                       "adapter": None}
     assert zero.context_length == 4096 and zero.info["profile"] == "zero"
 
 
