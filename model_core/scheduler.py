@@ -14,6 +14,12 @@ freed) repeats one step while there is work:
    prompt chunks, oldest first, so a long prompt is spread over several steps and never stalls the
    running streams for longer than one budget's worth of compute. A finished prompt stores its blocks
    in the prefix cache, samples its first token and joins the decode pool.
+   Chunks are cut at fixed positions of the prompt (multiples of `max_batch_tokens`), never where a
+   step's leftover budget happens to end: the fused attention kernel rounds a prompt split in two
+   differently from the whole (float32 noise, which int8's bfloat16 activations magnify into different
+   tokens), so a prompt's numerics must not depend on what else was running. A chunk that does not fit
+   the leftover budget waits for the next step, except the step's first chunk (progress is guaranteed;
+   a step may overrun its budget by less than one chunk).
 
 Health figures (`metrics()`): queue depth, batch size, recent tokens/s, KV and prefix-cache memory,
 hit rate, and the attention entropy of one layer, measured on every `entropy_every`-th decode step
@@ -54,18 +60,18 @@ def _stop_all() -> None:
 
 
 class Scheduler:
-    def __init__(self, model: torch.nn.Module, config: ModelConfig, *, dtype: torch.dtype, device: torch.device,
+    def __init__(self, model: torch.nn.Module, config: ModelConfig, *, kv_dtype: torch.dtype, device: torch.device,
                  context_length: int, attention: str = "sdpa", max_running: int = 16, max_batch_tokens: int = 512,
                  prefix_cache: PrefixCache | None = None, entropy_every: int = 16, entropy_layer: int = -1) -> None:
         if max_running < 1 or max_batch_tokens < 1:
             raise ValueError("max_running and max_batch_tokens must be at least 1")
         self.model, self.config = model, config
-        self.dtype, self.device, self.attention = dtype, device, attention
+        self.kv_dtype, self.device, self.attention = kv_dtype, device, attention  # kv_dtype: the stored keys/values
         self.max_running, self.max_batch_tokens = max_running, max_batch_tokens
         self.prefix_cache = prefix_cache
         self.entropy_every = entropy_every  # 0 turns the measurement off
         self.entropy_layer = entropy_layer % config.num_layers
-        self.pool = DecodePool(config, max_rows=max_running, max_len=context_length, dtype=dtype, device=device)
+        self.pool = DecodePool(config, max_rows=max_running, max_len=context_length, dtype=kv_dtype, device=device)
         self.waiting: deque[Sequence] = deque()
         self.prefilling: list[Sequence] = []
         self._inbox: queue.SimpleQueue[Sequence] = queue.SimpleQueue()
@@ -123,7 +129,7 @@ class Scheduler:
         self.waiting.clear()
         self.prefilling.clear()
         self.pool = DecodePool(self.config, max_rows=self.max_running, max_len=self.pool.max_len,
-                               dtype=self.dtype, device=self.device)
+                               dtype=self.kv_dtype, device=self.device)
 
     # ------------------------------------------------------------------ one step (loop thread)
 
@@ -158,7 +164,7 @@ class Scheduler:
     def _admit(self) -> None:
         while self.waiting and len(self.pool) + len(self.prefilling) < self.max_running:
             seq = self.waiting.popleft()
-            seq.staging = KVCache(self.config, len(seq.prompt), dtype=self.dtype, device=self.device)
+            seq.staging = KVCache(self.config, len(seq.prompt), dtype=self.kv_dtype, device=self.device)
             if self.prefix_cache is not None:
                 # leave at least one prompt token to compute: its logits give the first sampled token
                 blocks = self.prefix_cache.lookup(seq.prompt, len(seq.prompt) - 1)
@@ -196,11 +202,13 @@ class Scheduler:
         self._count(len(seqs))
 
     def _prefill(self, budget: int) -> None:
+        chunk, done = self.max_batch_tokens, False
         for seq in list(self.prefilling):
-            if budget <= 0:
-                break
             start = seq.kv_len
-            n = min(seq.prefill_left, budget)
+            n = min(seq.prefill_left, chunk - start % chunk)  # up to the next fixed cut (see step 4 above)
+            if done and n > budget:
+                break
+            done = True
             ids = torch.tensor([seq.prompt[start:start + n]], device=self.device)
             positions = torch.arange(start, start + n, device=self.device)[None]
             logits = self.model(ids, positions, seq.staging, attention=self.attention, max_position=start + n - 1)
