@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from model_core import Engine, SamplingParams
 
@@ -201,7 +202,6 @@ def test_rows_of_different_lengths_stay_exact_when_fresh_memory_holds_nan(checkp
     A shorter row's masked key/value positions are still read by the fused kernel (weight 0 times the
     value), so memory recycled from the allocator holding a NaN pattern poisoned it. Make every fresh
     float allocation NaN, so the bug shows every time rather than by chance."""
-    import torch
 
     engine = Engine.load(checkpoints["llama-untied"], profile="r1", progress=False, prefix_cache=False)
     params = SamplingParams(max_tokens=16, greedy=True)
@@ -217,3 +217,31 @@ def test_rows_of_different_lengths_stay_exact_when_fresh_memory_holds_nan(checkp
     monkeypatch.setattr(torch, "empty", nan_empty)
     together = [r.token_ids for r in engine.generate([short, long], params)]
     assert together == alone
+
+
+def test_prompts_are_cut_only_at_fixed_positions_whatever_else_is_prefilling(checkpoints):
+    """A prompt's prefill chunks end at multiples of max_batch_tokens (or at the prompt's end), alone or
+    sharing steps with others: its numerics never depend on what else was scheduled (scheduler step 4)."""
+    engine = Engine.load(checkpoints["llama-untied"], profile="r1", progress=False, prefix_cache=False,
+                         max_batch_tokens=16)
+    sched = engine.scheduler
+    chunks: list[tuple[int, int, int]] = []  # (prompt length, start, end) of every prefill forward
+    model = sched.model
+
+    class Spy:  # the model, recording prefill forwards
+        def __call__(self, ids, positions, cache, **kwargs):
+            if ids.shape[0] == 1 and cache is not None and not hasattr(cache, "rows"):
+                chunks.append((cache.keys.shape[3], int(positions[0, 0]), int(positions[0, -1]) + 1))
+            return model(ids, positions, cache, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+    sched.model = Spy()
+    prompts = [[3000 + 11 * i + j for i in range(n)] for j, n in enumerate((5, 23, 40, 71, 9, 33))]
+    engine.generate(prompts, SamplingParams(max_tokens=3, greedy=True))
+    prefills = chunks  # decode forwards go through the pool's BatchView (it has `rows`), not recorded
+    assert {length for length, _, _ in prefills} >= {5, 23, 40, 71, 9, 33}
+    for length, start, end in prefills:
+        assert start % 16 == 0, (length, start, end)
+        assert end % 16 == 0 or end == length, (length, start, end)
