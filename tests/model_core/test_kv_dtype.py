@@ -8,7 +8,6 @@ with the cache off.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -94,32 +93,10 @@ def smollm2_int8() -> Engine:
 @pytest.mark.slow
 def test_sixteen_greedy_int8_requests_batched_equal_one_by_one(smollm2_int8):
     """Issue 4 check 1 on the int8 SmolLM2 (bfloat16 KV), as test_scheduler checks it in float32."""
-    from test_scheduler import sixteen_prompts
+    from test_scheduler import assert_sixteen_batched_equal_one_by_one
 
-    engine = smollm2_int8
-    assert engine.info["kv_dtype"] == "bfloat16"
-    prompts = sixteen_prompts(engine)
-    alone = [engine.generate([p], GREEDY)[0].token_ids for p in prompts]
-    threaded: list[list[int] | None] = [None] * 16
-    batch_sizes: list[int] = []
-    start = threading.Barrier(16)
-
-    def run(i: int) -> None:
-        start.wait()
-        ids: list[int] = []
-        for event in engine.stream(prompts[i], GREEDY):
-            ids.extend(event.token_ids)
-            batch_sizes.append(engine.metrics()["scheduler"]["decoding"])
-        threaded[i] = ids
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert threaded == alone
-    assert max(batch_sizes) >= 8  # they really shared decode steps
-    assert [r.token_ids for r in engine.generate(prompts, GREEDY)] == alone
+    assert smollm2_int8.info["kv_dtype"] == "bfloat16"
+    assert_sixteen_batched_equal_one_by_one(smollm2_int8, GREEDY)
 
 
 @pytest.mark.slow

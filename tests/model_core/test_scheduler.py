@@ -44,11 +44,11 @@ def sixteen_prompts(engine: Engine) -> list[list[int]]:
     return prompts
 
 
-@pytest.mark.slow
-def test_sixteen_greedy_requests_batched_equal_one_by_one(smollm2):
-    params = SamplingParams(max_tokens=12, greedy=True)
-    prompts = sixteen_prompts(smollm2)
-    alone = [smollm2.generate([p], params)[0].token_ids for p in prompts]  # one at a time: batch 1
+def assert_sixteen_batched_equal_one_by_one(engine: Engine, params: SamplingParams) -> None:
+    """Issue 4 check 1: sixteen requests of different lengths give, from sixteen threads at once and from
+    one batched `generate`, exactly the tokens they give one at a time (batch 1)."""
+    prompts = sixteen_prompts(engine)
+    alone = [engine.generate([p], params)[0].token_ids for p in prompts]
 
     threaded: list[list[int] | None] = [None] * 16
     batch_sizes: list[int] = []
@@ -57,9 +57,9 @@ def test_sixteen_greedy_requests_batched_equal_one_by_one(smollm2):
     def run(i: int) -> None:
         start.wait()
         ids: list[int] = []
-        for event in smollm2.stream(prompts[i], params):
+        for event in engine.stream(prompts[i], params):
             ids.extend(event.token_ids)
-            batch_sizes.append(smollm2.metrics()["scheduler"]["decoding"])
+            batch_sizes.append(engine.metrics()["scheduler"]["decoding"])
         threaded[i] = ids
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
@@ -69,9 +69,12 @@ def test_sixteen_greedy_requests_batched_equal_one_by_one(smollm2):
         t.join()
     assert threaded == alone
     assert max(batch_sizes) >= 8  # they really shared decode steps
+    assert [r.token_ids for r in engine.generate(prompts, params)] == alone
 
-    together = [r.token_ids for r in smollm2.generate(prompts, params)]
-    assert together == alone
+
+@pytest.mark.slow
+def test_sixteen_greedy_requests_batched_equal_one_by_one(smollm2):
+    assert_sixteen_batched_equal_one_by_one(smollm2, SamplingParams(max_tokens=12, greedy=True))
 
 
 def test_sampled_requests_keep_their_own_seed_when_batched(tiny):

@@ -10,6 +10,7 @@ import pytest
 
 from apps.core.errors import ApplicationError, ErrorCode
 from apps.inference import services as inference
+from tests.apps.inference._support import random_adapter
 
 
 @pytest.fixture
@@ -81,16 +82,7 @@ def test_r1_serves_base_plus_adapter_and_zero_the_untouched_base(fresh_engines, 
     the wiring); a missing adapter file is an operator's error, never a silent fallback to the base."""
     import torch
 
-    from model_core.checkpoint import load_checkpoint
-    from model_core.train.lora import apply_lora, save_adapter, trainable_parameters
-
-    torch.manual_seed(0)
-    model = load_checkpoint(real_model, progress=False).model
-    apply_lora(model, rank=2, alpha=4)
-    for p in trainable_parameters(model):
-        torch.nn.init.normal_(p, std=0.02)
-    adapter = save_adapter(model, tmp_path / "r1-domain" / "adapter.safetensors")
-    del model
+    adapter = random_adapter(real_model, tmp_path / "r1-domain" / "adapter.safetensors")
 
     settings.VERITY_MODEL = str(real_model)
     # float R1 here, so that only the adapter tells R1's logits from Zero's (int8 + adapter:

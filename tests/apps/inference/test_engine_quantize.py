@@ -11,6 +11,7 @@ import pytest
 
 from apps.core.errors import ApplicationError
 from apps.inference import services as inference
+from tests.apps.inference._support import random_adapter
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -65,18 +66,7 @@ def test_r1_serves_int8_zero_float_and_the_audit_label_says_so(fresh_engines, re
 @pytest.mark.slow
 def test_int8_with_adapter_is_labelled_with_both(fresh_engines, real_model, settings, tmp_path):
     """The adapter is merged into the float weights before they are rounded to int8; the label keeps both."""
-    import torch
-
-    from model_core.checkpoint import load_checkpoint
-    from model_core.train.lora import apply_lora, save_adapter, trainable_parameters
-
-    torch.manual_seed(0)
-    model = load_checkpoint(real_model, progress=False).model
-    apply_lora(model, rank=2, alpha=4)
-    for p in trainable_parameters(model):
-        torch.nn.init.normal_(p, std=0.02)
-    adapter = save_adapter(model, tmp_path / "r1-domain" / "adapter.safetensors")
-    del model
+    adapter = random_adapter(real_model, tmp_path / "r1-domain" / "adapter.safetensors")
 
     settings.VERITY_MODEL = str(real_model)
     settings.VERITY_R1_ADAPTER = str(adapter)
