@@ -1,5 +1,7 @@
 """MemoryStreamBus.aread (embedded mode's SSE relay) is woken by publish from the worker thread rather
-than polling, and leaves no waiter behind whether it returns, times out or is cancelled."""
+than polling, and leaves no waiter behind whether it returns, times out or is cancelled. Coroutines run
+on a fresh thread with its own loop: an earlier test (Playwright's sync API) may leave an event loop
+running in the test thread, where neither asyncio.run nor async_to_sync may start another."""
 
 from __future__ import annotations
 
@@ -7,8 +9,28 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from apps.conversations.streams import MemoryStreamBus
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """`asyncio.run(coroutine)` on a thread of its own; its result, or its exception re-raised."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = asyncio.run(coroutine)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
 
 
 def test_a_publish_from_another_thread_wakes_the_reader_at_once():
@@ -28,7 +50,7 @@ def test_a_publish_from_another_thread_wakes_the_reader_at_once():
         thread.join()
         return events, woke
 
-    events, woke = asyncio.run(follow())
+    events, woke = run(follow())
     assert [(e, d["text"]) for _, e, d in events] == [("answer.delta", "Compound ")]
     assert woke - published["t"] < 1.0  # woken by the publish, not by the 10 s block running out
     assert bus._waiters == {}
@@ -50,7 +72,7 @@ def test_a_publish_to_another_reply_does_not_end_the_wait_and_timeouts_and_cance
             await cancelled
         return timed_out
 
-    assert asyncio.run(scenario()) == []
+    assert run(scenario()) == []
     assert bus._waiters == {}
     bus.publish("r1", "done", {})  # a reply with no reader: publish needs no waiter
-    assert [e for _, e, _ in asyncio.run(bus.aread("r1", None, 0))] == ["done"]
+    assert [e for _, e, _ in run(bus.aread("r1", None, 0))] == ["done"]
