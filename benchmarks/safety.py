@@ -48,6 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    parser.add_argument("--float-encoder", action="store_true",
+                        help="MiniLM on its float32 weights instead of int8 (latency comparison only: the "
+                             "shipped classifier head is trained on the int8 encoder's embeddings)")
     args = parser.parse_args()
     import django
 
@@ -59,6 +62,8 @@ def main() -> None:
     import yaml
 
     from apps.safety import embeddings
+
+    embeddings.INT8 = not args.float_encoder
     from apps.safety.pipeline import SafetyPipeline
 
     class Pack:  # the shipped finance pack: its rules and its scope run as in production

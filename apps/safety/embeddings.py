@@ -3,7 +3,8 @@
 A six-layer BERT encoder (hidden 384, 12 heads, GELU, post-LayerNorm) written out here so that the
 product needs neither `transformers` nor `sentence-transformers` at runtime: the `tokenizers`
 library for WordPiece, `safetensors` for the weights, then mean pooling over real tokens and L2
-normalisation, as the model's `1_Pooling` config prescribes. Loaded once per process, thread-safe.
+normalisation, as the model's `1_Pooling` config prescribes. The encoder's linear layers run on
+per-channel int8 weights (`int8_weights`), which the classifier head is trained on too. Loaded once per process, thread-safe.
 Nothing is downloaded: the weights ship inside the installed package.
 """
 
@@ -27,6 +28,26 @@ MAX_TOKENS = 256  # the model was trained on 256-token windows; longer input is 
 # machine the encoder waits on the slowest core (measured: 11 ms on one thread, over a second on two
 # under load). `encode` runs on this many threads and restores the caller's setting afterwards.
 ENCODER_THREADS = 1
+INT8 = True  # the encoder's linear layers on int8 weights (`int8_weights`); the classifier is trained on them
+
+
+def int8_weights(weights: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Symmetric per-output-channel int8 copies of the encoder's linear weights, keyed by layer name,
+    with bfloat16 scales, for `torch._weight_int8pack_mm` (bfloat16 activations). Reading the weights
+    is what an encoding of a short message costs on the CPU (memory-bound float32 `addmm`): a quarter of
+    the bytes encodes a 15-token message in 6.7 ms instead of 11.4 on this project's machine, with
+    embeddings at cosine 0.9997 to float32 ones. The kernel reads its weight with aligned vector loads,
+    so a weight whose memory is not 64-byte aligned keeps the float path."""
+    out = {}
+    for key, weight in weights.items():
+        if not key.startswith("encoder.") or not key.endswith(".weight") or weight.dim() != 2:
+            continue
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q = torch.empty(weight.shape, dtype=torch.int8)
+        q.copy_(torch.clamp(torch.round(weight / scales[:, None]), -127, 127).to(torch.int8))
+        if q.data_ptr() % 64 == 0:
+            out[key.removesuffix(".weight")] = (q, scales.to(torch.bfloat16))
+    return out
 
 
 def model_dir() -> Path:
@@ -46,13 +67,23 @@ class MiniLM:
         self.hidden = int(config["hidden_size"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.w = {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
+        # The encoder's linear layers run on per-channel int8 weights (see `int8_weights`); the
+        # embedding tables, biases and norms stay float32.
+        self.q8 = int8_weights(self.w) if INT8 else {}
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self.dim = self.hidden
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
+        packed = self.q8.get(name)
+        if packed is None:
+            return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
+        weight, scales = packed
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous()
+        y = torch._weight_int8pack_mm(rows, weight, scales).float() + self.w[f"{name}.bias"]
+        return y.reshape(*shape[:-1], -1)
 
     def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.eps)

@@ -14,7 +14,7 @@ Out of scope is a refusal with the pack's `refusal.scope` text, not a harm block
 ("And for my wife?", `classifier.is_follow_up`) are never refused: their scope is the conversation's.
 
 The default threshold is the 1st percentile of leave-one-out similarities of the shipped packs'
-examples (each example against its pack's other anchors): 0.295 for medical, 0.333 legal, 0.339 finance,
+examples (each example against its pack's other anchors): 0.299 for medical, 0.334 legal, 0.336 finance,
 rounded down to 0.29, so about 1 in 100 of a pack's own kind of question could fall below it
 (`scope_calibration` recomputes these; a test keeps the default at or below every shipped pack's figure).
 """
