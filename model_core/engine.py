@@ -32,7 +32,7 @@ from model_core.checkpoint import Checkpoint, load_checkpoint
 from model_core.errors import ContextLengthError
 from model_core.prefix_cache import PrefixCache
 from model_core.reasoning import ReasoningSplitter, prompt_opens_reasoning
-from model_core.sampling import Sampler, SamplingParams, StopMatcher
+from model_core.sampling import Sampler, SamplingParams, StopMatcher, ban_processor
 from model_core.scheduler import Scheduler
 from model_core.sequence import Sequence as Request
 from model_core.tokenizer import IncrementalDecoder, Tokenizer
@@ -103,6 +103,8 @@ class Engine:
         self.is_r1 = bool(template) and ChatFormat.detect_r1(template)
         self._chat: ChatFormat | None = None
         self.stop_token_ids = self._stop_ids()
+        self._banned_ids: dict[str, torch.Tensor] = {}  # SamplingParams.banned_chars -> token ids
+        self._banned_lock = threading.Lock()
         self.scheduler: Scheduler | None = None
         if profile.use_cache:
             cache = PrefixCache(budget_bytes=prefix_cache_bytes) if prefix_cache else None
@@ -278,16 +280,37 @@ class Engine:
     def _constraint_processors(self, params: SamplingParams) -> list[Any]:
         """Structured output: a logits processor that only allows tokens keeping the answer valid.
         Built before any compute, so a schema the engine cannot enforce fails with a ValueError."""
+        processors: list[Any] = []
+        if params.banned_chars:
+            processors.append(ban_processor(self._banned_token_ids(params.banned_chars)))
         rf = params.response_format
         if not rf or rf.get("type") == "text":
-            return []
+            return processors
         from model_core.constrained import constraint_from_response_format, vocabulary_for_tokenizer
 
         vocab = vocabulary_for_tokenizer(self.tokenizer, self.stop_token_ids)
         # R1 reasons freely inside <think>; the constraint applies to the answer after </think>.
         after = "</think>" if self.is_r1 and self.profile.split_reasoning else None
         # max_tokens: the constraint closes the value in time for the budget (constrained_budget)
-        return [constraint_from_response_format(rf, vocab, (), after=after, max_tokens=params.max_tokens).processor]
+        return [*processors,
+                constraint_from_response_format(rf, vocab, (), after=after, max_tokens=params.max_tokens).processor]
+
+    def _banned_token_ids(self, chars: str) -> torch.Tensor:
+        """Ids of every token whose bytes contain one of `chars` (ASCII), built once per engine and set."""
+        key = "".join(sorted(set(chars)))
+        with self._banned_lock:
+            hit = self._banned_ids.get(key)
+        if hit is not None:
+            return hit
+        from model_core.constrained import vocabulary_for_tokenizer
+
+        tokens = vocabulary_for_tokenizer(self.tokenizer, self.stop_token_ids).tokens
+        banned = key.encode("ascii")
+        ids = torch.tensor([tid for tid, data in enumerate(tokens)
+                            if data is not None and any(b in data for b in banned)], dtype=torch.long)
+        with self._banned_lock:
+            self._banned_ids[key] = ids
+        return ids
 
     def _events(self, prompt_ids: list[int], params: SamplingParams, cancel: threading.Event | None,
                 processors: list[Any] | None = None) -> Iterator[StreamEvent]:

@@ -28,6 +28,7 @@ __all__ = [
     "Sampler",
     "SamplingParams",
     "StopMatcher",
+    "ban_processor",
     "build_processors",
     "min_p_processor",
     "penalty_processor",
@@ -68,6 +69,9 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     greedy: bool = False
     response_format: dict | None = None
+    # Characters the output must never contain: every token whose text holds one is masked. ASCII only
+    # (an ASCII byte never occurs inside another character's UTF-8 encoding, so the mask is exact).
+    banned_chars: str = ""
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -98,6 +102,8 @@ class SamplingParams:
              and all(_is_int(t) and t >= 0 for t in self.stop_token_ids),
              "stop_token_ids", "a list of token ids (integers >= 0)")
         self.stop_token_ids = list(self.stop_token_ids)
+        need(isinstance(self.banned_chars, str) and self.banned_chars.isascii(), "banned_chars",
+             "a string of ASCII characters")
         rf = self.response_format
         need(rf is None or (isinstance(rf, dict) and rf.get("type") in _RESPONSE_FORMAT_TYPES),
              "response_format", f"None or a dict whose 'type' is one of {sorted(_RESPONSE_FORMAT_TYPES)}")
@@ -210,6 +216,15 @@ def min_p_processor(min_p: float) -> LogitsProcessor:
     def apply(generated_ids: Any, logits: torch.Tensor) -> torch.Tensor:
         top = logits.max(dim=-1, keepdim=True).values
         return logits.masked_fill(logits < top + threshold, -math.inf)
+
+    return apply
+
+
+def ban_processor(token_ids: torch.Tensor) -> LogitsProcessor:
+    """Masks `token_ids` (a 1-D index tensor) out of every row: they can never be picked."""
+
+    def apply(generated_ids: Any, logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_fill(-1, token_ids.to(logits.device), -math.inf)
 
     return apply
 

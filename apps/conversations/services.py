@@ -37,6 +37,7 @@ from apps.core.errors import ApplicationError, ErrorCode
 from apps.inference import services as inference
 from apps.prompt_packs.selectors import pack_for_new_conversation
 from apps.safety.guard import input_verdict_require
+from apps.safety.partial import SOURCE_CANNOT_WRITE
 from apps.safety.pipeline import SafetyPipeline
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,14 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
     user_message = reply.reply_to
     # Fail closed: a turn without a sound input verdict never reaches the model (failed and audited).
     input_verdict_require(input_action=reply.input_action, verdicts=user_message.verdicts if user_message else None)
-    stage = SafetyPipeline.for_pack(pack).output_stage()
+    # Replies stored before Message.sampling existed (or made by regenerate) use the pack's defaults.
+    sampling = dict(reply.sampling or pack.sampling or {})
+    free_text = (sampling.get("response_format") or {}).get("type", "text") == "text"
+    if free_text:
+        # The engine never writes "@" (an email address would only show as a placeholder anyway), so
+        # the output stage may let a word's first letters out with its first token (first paint).
+        sampling["banned_chars"] = "".join(sorted(set(sampling.get("banned_chars", "")) | set(SOURCE_CANNOT_WRITE)))
+    stage = SafetyPipeline.for_pack(pack).output_stage(mid_word=free_text)
     preface = reply.preface.strip()
     escalated = reply.input_action == "escalate"
     if escalated:
@@ -197,8 +205,6 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
     finish_reason, usage, model_version, produced, context, memory = "stop", {}, "", False, {}, {}
     if reply.input_action == "allow":
         model_version = inference.engine_version(profile)
-        # Replies stored before Message.sampling existed (or made by regenerate) use the pack's defaults.
-        sampling = dict(reply.sampling or pack.sampling or {})
         max_tokens = min(int(sampling.get("max_tokens", settings.VERITY_MAX_NEW_TOKENS)),
                          settings.VERITY_MAX_NEW_TOKENS)
         window = conversation_window(conversation=reply.conversation, history=_history(reply),

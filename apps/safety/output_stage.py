@@ -16,6 +16,13 @@ plus everything pending), then text is released up to a cut that no possible mat
 - text `holdback` characters behind the newest token is always safe to release (all output rules
   are bounded, see `rules.MAX_OUTPUT_MATCH`), so a sentence that never ends still streams.
 
+Released text ends on whitespace, so a word is never split on screen, except with `mid_word=True`:
+for a source that cannot write `partial.SOURCE_CANNOT_WRITE` (`@`; the conversation layer has the
+engine mask it), the checks run on every piece and the leading letters of a word still being written
+may leave at once (`partial.pii_hold`), so the first word paints with its first token. Such a stage
+blocks if the character arrives anyway (fail closed). A blocking match that ends where the text ends,
+inside a word, waits for the word to end: "buy" may still become "buyer" (its text stays held).
+
 The cut is the most cautious of these; nothing a check could still match is ever released. PII in
 pending text is replaced by placeholders before release (the pending part of an entity whose start
 already left, too). When a check blocks, the stage emits `retract` for every stream that already
@@ -31,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from apps.safety.findings import Finding
-from apps.safety.partial import pii_hold, rules_hold
+from apps.safety.partial import SOURCE_CANNOT_WRITE, pii_hold, rules_hold
 from apps.safety.policy import PackPolicy
 from apps.safety.rules import SENTENCE_END
 from apps.safety.verdicts import ALLOW, BLOCK, DISCLAIM, REDACT, Emission, Stopwatch, Verdict
@@ -61,6 +68,7 @@ class OutputStage:
     checks: list[tuple[str, OutputCheck]]
     holdback: int = 200
     check_every: int = 24
+    mid_word: bool = False  # only for a source that cannot write SOURCE_CANNOT_WRITE (see the docstring)
     partial_holds: dict[str, PartialHold] = field(default_factory=lambda: dict(PARTIAL_HOLDS))
     verdicts: list[Verdict] = field(default_factory=list)
     blocked: bool = False
@@ -84,6 +92,11 @@ class OutputStage:
         if self.blocked:
             return []
         stream.pending += text
+        if self.mid_word:
+            if any(ch in text for ch in SOURCE_CANNOT_WRITE):
+                # The engine was asked never to write this; mid-word release relied on it.
+                return self._block(kind, Finding("output.unexpected_character", BLOCK))
+            return self._advance(kind, final=False)
         # Check when a word may have ended (released text ends on whitespace, so nothing new could leave
         # before) or, for text without spaces, every `check_every` characters once past the hold-back.
         if not any(ch.isspace() for ch in text) and len(stream.pending) < self.holdback + self.check_every:
@@ -131,7 +144,7 @@ class OutputStage:
         if not final:
             opens_sentence = len(stream.released) <= self.holdback
             cut = max(len(context), self._safe_cut(window, len(context), opens_sentence))
-            if self._word_boundary(stream.pending, cut - len(context)) == 0:
+            if self._releasable(stream.pending, cut - len(context)) == 0:
                 # Nothing could leave yet (a number, a name or a claim still being written): the checks
                 # can wait until something could, or for finish(); they see all of this text then.
                 return []
@@ -139,7 +152,8 @@ class OutputStage:
         # sentence-bounded checks start at the sentence the pending text belongs to.
         judged = max((m.end() for m in SENTENCE_END.finditer(window, 0, len(context))), default=0)
         findings = self._check(window, judged)
-        blocking = [f for f in findings if f.action in (BLOCK, "escalate")]
+        blocking = [f for f in findings if f.action in (BLOCK, "escalate")
+                    and (final or not self._may_grow(window, f))]
         if blocking:
             return self._block(kind, blocking[0])
         # Redact PII that is due for release now, last match first so earlier spans stay valid. Nothing
@@ -156,7 +170,7 @@ class OutputStage:
             window = window[:start] + placeholder + window[finding.end:]
             cut = max(cut + len(placeholder) - (finding.end - start), start + len(placeholder))
         pending = window[len(context):]
-        release_len = len(pending) if final else self._word_boundary(pending, cut - len(context))
+        release_len = len(pending) if final else self._releasable(pending, cut - len(context))
         out, stream.pending = pending[:release_len], pending[release_len:]
         stream.released += out
         return [Emission(kind, out)] if out else []
@@ -182,7 +196,8 @@ class OutputStage:
                 cut = min(cut, sentence_end)  # sentence-bounded, no partial rule: whole sentences only
             else:
                 try:
-                    held = hold(window, unfinished, self.policy, opens_sentence=opens_sentence or unfinished > 0)
+                    held = hold(window, unfinished, self.policy, opens_sentence=opens_sentence or unfinished > 0,
+                                mid_word=self.mid_word)
                 except Exception:  # noqa: BLE001 - fail closed: the whole unfinished sentence waits
                     held = sentence_end
                 cut = min(cut, max(sentence_end, held))
@@ -191,6 +206,18 @@ class OutputStage:
     def _hold(self, name: str, check: OutputCheck) -> PartialHold | None:
         """The partial-release rule of a check: its own `partial_hold`, else the default for its name."""
         return getattr(check, "partial_hold", None) or self.partial_holds.get(name)
+
+    def _releasable(self, pending: str, limit: int) -> int:
+        """How much of `pending` may leave now, given the checks' cut `limit`."""
+        if self.mid_word:
+            return max(limit, 0)
+        return self._word_boundary(pending, limit)
+
+    @staticmethod
+    def _may_grow(window: str, finding: Finding) -> bool:
+        """A match ending where the text ends, inside a word, may be a prefix of a longer word."""
+        end = finding.end
+        return end is not None and end >= len(window) > 0 and window[-1].isalnum()
 
     @staticmethod
     def _word_boundary(pending: str, limit: int) -> int:

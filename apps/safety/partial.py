@@ -13,8 +13,12 @@ check, given the text (`text[start:]` is the unfinished sentence, `start` its fi
   is held from the start of any word that could begin such an entity, until the sentence ends or the
   hold proves harmless:
 
-  * the last word, not yet followed by whitespace, is always held (any word may still grow into an
-    email or a number);
+  * the last word, not yet followed by whitespace, is held (any word may still grow into an email or a
+    number), except under `mid_word`: for a source that cannot write `@` (`SOURCE_CANNOT_WRITE`; the
+    engine masks every token holding it, `SamplingParams.banned_chars`) no email can begin, so the
+    word's leading letters may leave before the word ends (`_letters_releasable`). Digits, `+` and other
+    punctuation still hold from where they appear, as do a possible IBAN's capitals and, when names
+    are judged, a capitalised start;
   * a run of number-like words (with a digit or `+`, bare punctuation such as `(` or `-`, extension
     markers) is held until an ordinary word closes it: numbers never span an ordinary word, so by then
     the PII check has seen the whole run (an IBAN opens with capitals: the next rule holds it);
@@ -60,6 +64,11 @@ FUNCTION_WORDS = frozenset([
     "being", "have", "has", "had", "am", "one",
 ])
 
+# Mid-word release (`pii_hold(mid_word=True)`) is sound only for a source that cannot write these: with no
+# `@`, no email address can begin at a word's letters. The conversation layer asks the engine to mask
+# every token holding one (`SamplingParams.banned_chars`); the output stage blocks if one arrives anyway.
+SOURCE_CANNOT_WRITE = "@"
+
 _WORD = re.compile(r"\S+")
 _PLACEHOLDER = re.compile(r"<[A-Z]+(?:_[A-Z]+)*>")
 _EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:.!?*_`-–—•"
@@ -89,15 +98,33 @@ def _plain(word: str) -> bool:
     return not _capitalised(word) and not _numberish(word) and "@" not in word
 
 
+def _letters_releasable(word: str, names: bool) -> int:
+    """How many leading characters of an unfinished word may leave under `mid_word`: its run of letters,
+    unless the word could still open an IBAN (`[A-Z]{2}` then digits: one or two capitals so far) or,
+    when names are judged, a name (a capital). An email cannot begin: the source cannot write `@`."""
+    letters = 0
+    while letters < len(word) and word[letters].isalpha():
+        letters += 1
+    if not letters:
+        return 0
+    head = word[:2]
+    if head.isascii() and head.isupper() and head.isalpha():
+        return 0  # "G", "GB": an IBAN's country code so far
+    if names and word[0].isupper():
+        return 0
+    return letters
+
+
 def pii_hold(text: str, start: int, policy: PackPolicy | None = None, *, opens_sentence: bool = True,
-             name_context: int = NAME_CONTEXT, names: bool = True) -> int:
+             name_context: int = NAME_CONTEXT, names: bool = True, mid_word: bool = False) -> int:
     """Earliest position in `text[start:]` (an unfinished sentence) that must wait for PII to judge it.
 
     `opens_sentence` says whether `text[start]` really begins a sentence (False when the window was cut
     in the middle of one); only a real first word gets the `name_context` exception. `names=False` is
     for a PII check that does not look for names (the pipeline's output check, `pii.output_pii_check`): a
     capitalised word then holds nothing by itself, except an all-capitals one, which may be part of an
-    IBAN ("GB82 WEST 1234 ...") and so continues or opens a number run.
+    IBAN ("GB82 WEST 1234 ...") and so continues or opens a number run. `mid_word=True` only for a
+    source that cannot write `SOURCE_CANNOT_WRITE`: the unfinished last word's leading letters may leave.
     """
     del policy
     words = [(m.start(), m.group()) for m in _WORD.finditer(text, start)]
@@ -105,6 +132,8 @@ def pii_hold(text: str, start: int, policy: PackPolicy | None = None, *, opens_s
         return len(text)
     if words[-1][0] + len(words[-1][1]) == len(text):  # still being written
         complete, hold = words[:-1], words[-1][0]
+        if mid_word:
+            hold += _letters_releasable(words[-1][1], names)
     else:
         complete, hold = words, len(text)
     # The sentence's first word proper (after list markers, dashes, quotes on their own).
@@ -166,13 +195,15 @@ def _earliest(pattern: re.Pattern[str], text: str, start: int) -> int:
     return found.start()
 
 
-def rules_hold(text: str, start: int, policy: PackPolicy, *, opens_sentence: bool = True) -> int:
+def rules_hold(text: str, start: int, policy: PackPolicy, *, opens_sentence: bool = True,
+               mid_word: bool = False) -> int:
     """Earliest position in `text[start:]` (an unfinished sentence) where an output rule could still match.
 
     Mirrors `rules.output_rules_check`: the floor is matched on the lower-cased text, pack output rules on
     the text itself. Holding from a match that may never complete only delays text, never leaks it.
+    Partial matching is exact inside a word too, so `mid_word` changes nothing here.
     """
-    del opens_sentence
+    del opens_sentence, mid_word
     lowered = text.lower()
     if len(lowered) != len(text):  # case folding changed lengths: positions would not line up
         return start

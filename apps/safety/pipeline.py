@@ -143,9 +143,11 @@ class SafetyPipeline:
         return decision
 
     def output_stage(self, domain: str | None = None, pack: Any | None = None, *,
-                     canary: str | None = None) -> OutputStage:
+                     canary: str | None = None, mid_word: bool = False) -> OutputStage:
         """A fresh streaming output stage for one reply. `canary` is a secret token the conversation
-        layer planted in the system prompt; seeing it in the output means the prompt leaked."""
+        layer planted in the system prompt; seeing it in the output means the prompt leaked.
+        `mid_word=True` only when the engine was asked never to write `partial.SOURCE_CANNOT_WRITE`
+        (`SamplingParams.banned_chars`): a word's first letters may then leave with its first token."""
         del domain
         checks: list[tuple[str, OutputCheck]] = [("rules", output_rules_check)]
         if self.pii:
@@ -156,4 +158,4 @@ class SafetyPipeline:
             canary_check = _canary_check(canary)
             canary_check.reach = min(canary_check.reach, self.holdback)  # type: ignore[attr-defined]
             checks.append(("canary", canary_check))
-        return OutputStage(policy=self._policy(pack), checks=checks, holdback=self.holdback)
+        return OutputStage(policy=self._policy(pack), checks=checks, holdback=self.holdback, mid_word=mid_word)

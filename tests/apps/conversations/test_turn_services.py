@@ -130,3 +130,46 @@ def test_reconciler_restarts_a_reply_whose_worker_died(conversation, fake_engine
     assert names[:3] == ["answer.delta", "retract", "retract"]  # consumers drop the dead attempt's text
     assert names[-1] == "done" and Outbox.objects.get(reply=reply).attempts == 2
     assert reply_generate(reply_id=str(fresh.id)) is None  # a live worker's reply is left alone
+
+
+def _scripted_stream(seen, pieces):
+    from apps.inference.services import Chunk
+
+    def stream(*, messages, sampling, max_tokens, profile="r1"):
+        seen.append(dict(sampling))
+        for piece in pieces:
+            yield Chunk("answer", piece)
+        yield Chunk("finish", finish_reason="stop", usage={"prompt_tokens": 5, "completion_tokens": len(pieces),
+                                                           "total_tokens": 5 + len(pieces)})
+    return stream
+
+
+def test_free_text_reply_bans_at_and_paints_a_word_with_its_first_token(conversation, fake_engine, monkeypatch):
+    """The engine is asked never to write "@" (SamplingParams.banned_chars), and the output stage then
+    releases a word's first letters at once: "Comp" is on the stream before "ound" was produced."""
+    from apps.inference import services as inference
+
+    seen, published = [], []
+    pieces = ["Comp", "ound", " interest", " grows", "."]
+    monkeypatch.setattr(inference, "generation_stream", _scripted_stream(seen, pieces))
+    bus = stream_bus()
+    real_publish = bus.publish
+    monkeypatch.setattr(type(bus), "publish", lambda self, reply_id, event, data: (
+        published.append((event, data)), real_publish(reply_id, event, data))[1])
+    reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
+    stored = reply_generate(reply_id=str(reply.id))
+    assert "@" in seen[0]["banned_chars"]
+    answer = [d["text"] for event, d in published if event == "answer.delta"]
+    assert answer[:2] == ["Comp", "ound"]
+    assert stored.content.startswith("Compound interest grows.")
+
+
+def test_structured_reply_keeps_whole_word_release_and_may_write_at(conversation, fake_engine, monkeypatch):
+    from apps.inference import services as inference
+
+    seen = []
+    monkeypatch.setattr(inference, "generation_stream", _scripted_stream(seen, ['{"a"', ': "x"}']))
+    reply = turn_submit(conversation=conversation, text="What is compound interest? Answer in JSON.").reply
+    Message.objects.filter(id=reply.id).update(sampling={"response_format": {"type": "json_object"}})
+    reply_generate(reply_id=str(reply.id))
+    assert "banned_chars" not in seen[0]

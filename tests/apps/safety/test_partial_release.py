@@ -289,3 +289,124 @@ def test_entity_whose_start_already_left_has_its_pending_part_redacted(pipeline)
     assert shown(emissions) == "The secret code "
     emissions += stream(stage, "answer", " opens it. ", step=2)
     assert shown(emissions) == "The secret code <CODE> opens it. "
+
+
+# -- mid-word release (a source that cannot write "@") --------------------------------------------------
+
+def test_mid_word_stage_paints_a_word_with_its_first_token(pipeline):
+    """The chat's engine never writes "@" (SamplingParams.banned_chars), so no email can begin and a
+    word's first letters leave with its first token; the default stage waits for the word to end."""
+    tokens = ["Comp", "ound", " interest", " is", " interest"]
+    mid, default = pipeline.output_stage(mid_word=True), pipeline.output_stage()
+    mid_out, default_out = [], []
+    for token in tokens:
+        mid_out.append(shown(mid.feed("answer", token)))
+        default_out.append(shown(default.feed("answer", token)))
+    assert mid_out == ["Comp", "ound", " interest", " is", " interest"]
+    assert default_out == ["", "", "Compound ", "interest ", "is "]
+    assert shown(mid.finish()) == shown(default.finish())[len("interest"):]
+
+
+@pytest.mark.parametrize("text, released", [
+    ("Your card 4111", "Your card "),                    # digits hold from where they appear
+    ("Pay to GB", "Pay to "),                             # a possible IBAN's country code
+    ("Pay to G", "Pay to "),
+    ("Pay to Gr", "Pay to Gr"),                           # not an IBAN: "Gr" cannot open one
+    ("Call +44", "Call "),
+    ("Call (212", "Call "),
+    ("Nobody can guar", "Nobody can "),                   # a rule's partial match ("guarantee ... returns")
+    ("Visit our ofﬁce", "Visit our ofﬁce"),              # letters beyond ASCII are letters too
+    ("Rates rose by 0.5", "Rates rose by "),
+    ("Call 212 555 0143 ext", "Call "),                   # a number run still open
+])
+def test_mid_word_release_still_holds_what_a_check_could_match(pipeline, text, released):
+    stage = pipeline.output_stage(mid_word=True)
+    assert shown(stream(stage, "answer", text, step=1)) == released
+
+
+def test_mid_word_pii_hold_with_names_judged_holds_a_capitalised_start():
+    assert pii_hold("Please ask Jo", 0, mid_word=True) == len("Please ask ")
+    assert pii_hold("Please ask jo", 0, mid_word=True) == len("Please ask jo")
+    assert pii_hold("Please ask Jo", 0, names=False, mid_word=True) == len("Please ask Jo")
+    assert pii_hold("Please ask Jo", 0, names=False) == len("Please ask ")
+
+
+@pytest.mark.parametrize("number, kind", [
+    ("4111 1111 1111 1111", "CREDIT_CARD"),
+    ("+44 20 7946 0958", "PHONE_NUMBER"),
+    ("(212) 555-0143", "PHONE_NUMBER"),
+    ("219-09-9999", "US_SSN"),
+    ("GB82 WEST 1234 5698 7654 32", "IBAN_CODE"),
+])
+def test_mid_word_pii_typed_character_by_character_is_never_released_unredacted(pipeline, number, kind):
+    stage = pipeline.output_stage(mid_word=True)
+    text = f"You can pay with {number} today, thanks. "
+    emissions = []
+    for index, char in enumerate(text):
+        emissions += stage.feed("answer", char)
+        out = shown(emissions)
+        assert re.sub(r"\D", "", out) == "", f"digits released after {text[:index + 1]!r}: {out!r}"
+        assert "GB" not in out and "WEST" not in out
+    emissions += stage.finish()
+    assert f"<{kind}>" in shown(emissions) and number not in shown(emissions)
+
+
+MID_WORD_TEXTS = [text.replace(" or write to jane.roe@example.org", "") for text in TEXTS] + [
+    "Buyers of bonds get a coupon. Sellers of options collect a premium and carry the risk. ",
+    "Nobody can guarantee the weather, but diversified funds guarantee returns of 12% a year. Really. ",
+]
+
+
+@pytest.mark.parametrize("text", MID_WORD_TEXTS)
+@pytest.mark.parametrize("seed", range(6))
+def test_mid_word_streamed_release_equals_judging_the_whole_text(pipeline, text, seed):
+    """Whatever the token boundaries, a mid-word stage releases exactly what judging the whole text
+    releases, which is what the default stage releases too: only the timing differs."""
+    assert "@" not in text
+    whole = pipeline.output_stage()
+    whole_emissions = whole.feed("answer", text) + whole.finish()
+    expected = shown(whole_emissions)
+    rng = random.Random(seed)
+    stage, emissions, position = pipeline.output_stage(mid_word=True), [], 0
+    while position < len(text):
+        size = rng.randint(1, 7)
+        emissions += stage.feed("answer", text[position: position + size])
+        position += size
+    emissions += stage.finish()
+    assert stage.blocked == whole.blocked
+    if not whole.blocked:
+        assert shown(emissions) == expected
+    else:  # retracted: the refusal stands, and the claim never left before the retract
+        assert stage.answer_text == whole.answer_text
+        assert "guarantee returns" not in "".join(e.text for e in emissions)
+
+
+def test_mid_word_stage_blocks_when_the_banned_character_arrives_anyway(pipeline):
+    """Mid-word release relies on the engine never writing "@"; if one arrives, the answer is retracted."""
+    stage = pipeline.output_stage(mid_word=True)
+    emissions = stream(stage, "answer", "Write to jane", step=2)
+    assert shown(emissions) == "Write to jane"
+    emissions += stage.feed("answer", ".roe@")
+    assert stage.blocked
+    assert [e.kind for e in emissions].count("retract") == 1
+    assert stage.answer_text == pipeline.policy.refusal
+    assert any(v.rule == "retract" for v in stage.verdicts)
+
+
+def test_a_blocking_match_inside_an_unfinished_word_waits_for_the_word(pipeline):
+    """"buy" at the end of the text may still become "buyers": a rule on the word waits for its end."""
+    def buy_check(text: str, policy: PackPolicy) -> list[Finding]:
+        del policy
+        return [Finding("test.buy", "block", 1.0, m.start(), m.end()) for m in re.finditer(r"\bbuy\b", text)]
+
+    for mid_word in (True, False):
+        stage = OutputStage(policy=pipeline.policy, checks=[("custom", buy_check)], mid_word=mid_word)
+        for token in ["They", " buy", "ers", " wait", ". "]:
+            stage.feed("answer", token)
+        assert not stage.blocked
+        assert stage.answer_text == "They buyers wait. "
+        stage = OutputStage(policy=pipeline.policy, checks=[("custom", buy_check)], mid_word=mid_word)
+        for token in ["They", " buy", " now", ". "]:
+            stage.feed("answer", token)
+        assert stage.blocked
+        assert "buy" not in stage.answer_text
