@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/chat.py [--paint-runs 5] [--conversations 20] [--events 50] [--max-tokens 16]
                                         [--holdback N] [--question TEXT] [--only paint|relay]
-                                        [--quantize int8|none]
+                                        [--quantize int8|none] [--policies mid-word,whole-words]
 
 Services mode, end to end: a throwaway PostgreSQL database and Redis key prefix, uvicorn serving the
 chat API in a subprocess, and this process acting as the worker (`reply_generate` with the bundled
@@ -14,9 +14,12 @@ SmolLM2 model, the real safety output stage, Redis Streams).
    after it (two requestAnimationFrame callbacks = painted). The engine's first token time is taken
    where the worker receives it from `generation_stream`. Same machine, same wall clock. The output
    stage releases the first words of an unfinished sentence once no check could still match them
-   (`apps/safety/partial.py`); printed per run: how many engine chunks had arrived when the first text
-   left, and that text, plus the engine's token-to-token gap for scale (released text ends on a word
-   boundary, so the first paint cannot come before the token that ends the first releasable word).
+   (`apps/safety/partial.py`). Two release policies side by side, runs interleaved: `mid-word` (the
+   product's for free text: the engine cannot write `@`, so a word's first letters leave with its
+   first token) and `whole-words` (released text ends on a word boundary, so the first paint waits for
+   the token that ends the first word; the product's policy for structured output, and for all replies
+   before mid-word release). Printed per run: how many engine chunks had arrived when the first text
+   left, and that text, plus the engine's token-to-token gap for scale.
 2. Relay overhead: `--conversations` SSE clients follow their own reply stream at once while this
    process publishes `--events` events to each; overhead = client receive time - publish time, per
    event. As a like-for-like baseline, as many asyncio XREAD followers in this process read the same
@@ -92,18 +95,31 @@ def _environment(run: str, db_name: str, max_tokens: int, quantize: str | None =
     return env
 
 
+POLICIES = ("mid-word", "whole-words")
+
+
 def first_paint(base: str, cookie: str, user, runs: int, holdback: int | None = None,
-                question: str = "What is compound interest?"
-                ) -> tuple[list[float], list[float], list[float], list[float], list[float], list[tuple[int, str]]]:
-    """Milliseconds per run: engine first token -> painted; engine -> published (safety hold-back);
-    published -> painted (Redis, SSE relay, browser); the arrival of the engine chunk that let the first
-    words go -> published (the output stage's own cost); the engine's token-to-token gaps; and per run how
-    many engine chunks had arrived when the first answer text left the output stage, and that text."""
+                question: str = "What is compound interest?", policies: tuple[str, ...] = POLICIES
+                ) -> dict[str, tuple[list[float], list[float], list[float], list[float], list[float],
+                                     list[tuple[int, str]]]]:
+    """Per release policy, milliseconds per run: engine first token -> painted; engine -> published
+    (safety hold-back); published -> painted (Redis, SSE relay, browser); the arrival of the engine chunk
+    that let the first words go -> published (the output stage's own cost); the engine's token-to-token
+    gaps; and per run how many engine chunks had arrived when the first answer text left the output
+    stage, and that text. `runs` runs per policy, the policies taking turns."""
     from playwright.sync_api import sync_playwright
 
-    if holdback is not None:  # what-if only (see the module docstring)
-        from apps.safety.pipeline import SafetyPipeline
+    from apps.safety.pipeline import SafetyPipeline
 
+    current = {"mid_word": True}
+    product_stage = SafetyPipeline.output_stage
+
+    def output_stage(self, *args, mid_word=False, **options):  # whole-words: the stage never splits a word
+        return product_stage(self, *args, mid_word=mid_word and current["mid_word"], **options)
+
+    SafetyPipeline.output_stage = output_stage
+
+    if holdback is not None:  # what-if only (see the module docstring)
         original = SafetyPipeline.for_pack.__func__
         SafetyPipeline.for_pack = classmethod(lambda cls, pack, **options: original(
             cls, pack, **{"holdback": holdback, **options}))
@@ -134,20 +150,24 @@ def first_paint(base: str, cookie: str, user, runs: int, holdback: int | None = 
     def publish_stamped(reply_id, event, data):  # when the first answer text left the safety output stage
         if event == "answer.delta" and "published" not in firsts:
             firsts["published"] = time.time()
-            first_release.append((len(arrivals), data.get("text", "")))
+            releases.append((len(arrivals), data.get("text", "")))
             firsts["stage"] = firsts["published"] - arrivals[-1] if arrivals else 0.0
         return publish(reply_id, event, data)
 
     bus.publish = publish_stamped
+    releases: list[tuple[int, str]] = []
     inference.engine_get("r1")  # load once before timing
-    gaps, held, relayed, token_gaps, first_release, staged = [], [], [], [], [], []
+    results = {policy: ([], [], [], [], [], []) for policy in policies}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(bypass_csp=True)
         context.add_cookies([{"name": "sessionid", "value": cookie, "url": base}])
         page = context.new_page()
         page.goto(f"{base}/chat/")
-        for _ in range(runs):
+        for index in range(runs * len(policies)):
+            policy = policies[index % len(policies)]
+            current["mid_word"] = policy == "mid-word"
+            gaps, held, relayed, staged, token_gaps, first_release = results[policy]
             conversation = conversation_create(tenant=user_tenant_get(user=user), user=user, domain="finance")
             reply = turn_submit(conversation=conversation, text=question).reply
             firsts.clear()
@@ -163,8 +183,9 @@ def first_paint(base: str, cookie: str, user, runs: int, holdback: int | None = 
             relayed.append((painted_at - firsts["published"]) * 1000)
             staged.append(firsts["stage"] * 1000)
             token_gaps += [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+            first_release.append(releases.pop())
         browser.close()
-    return gaps, held, relayed, staged, token_gaps, first_release
+    return results
 
 
 async def _follow_sse(host: str, port: int, path: str, cookie: str, count: int, seen: list[float]) -> None:
@@ -282,6 +303,8 @@ def main() -> int:
                         help="the customer's message of the first-paint runs (the answer's first words decide "
                              "how soon the output stage can release them)")
     parser.add_argument("--only", choices=("paint", "relay"), default=None, help="run one of the two parts")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help="release policies compared in the first-paint runs (comma-separated)")
     parser.add_argument("--quantize", choices=("int8", "none"), default=None,
                         help="VERITY_ENGINE_QUANTIZE for the R1 engine (default: the product's default)")
     args = parser.parse_args()
@@ -333,16 +356,18 @@ def main() -> int:
 
         rows = []
         if args.only != "relay":
-            gaps, held, painted, staged, token_gaps, first_release = first_paint(base, cookie, user, args.paint_runs,
-                                                                                 args.holdback, args.question)
-            hold = f"hold-back {args.holdback}" if args.holdback is not None else "default hold-back"
-            rows += [
-                (f"engine first token -> browser painted ({len(gaps)} runs, {hold})", gaps, "< 50 p95"),
-                ("  of which: engine -> first answer.delta published", held, ""),
-                ("  of which: published -> browser painted", painted, ""),
-                ("engine chunk that freed the first words -> published (stage + worker)", staged, ""),
-                ("engine token -> next token (decode pace, for scale)", token_gaps, ""),
-            ]
+            paint = first_paint(base, cookie, user, args.paint_runs, args.holdback, args.question,
+                                tuple(args.policies.split(",")))
+            hold = f", hold-back {args.holdback}" if args.holdback is not None else ""
+            for policy, (gaps, held, painted, staged, token_gaps, _) in paint.items():
+                rows += [
+                    (f"[{policy}] engine first token -> painted ({len(gaps)} runs{hold})", gaps,
+                     "< 50 p95" if policy == "mid-word" else ""),
+                    ("  of which: engine -> first answer.delta published", held, ""),
+                    ("  of which: published -> browser painted", painted, ""),
+                    ("  engine chunk that freed the first words -> published", staged, ""),
+                    ("  engine token -> next token (decode pace, for scale)", token_gaps, ""),
+                ]
         if args.only != "paint":
             relayed, direct, bare = relay_overhead(base, cookie, user, args.conversations, args.events)
             rows += [
@@ -363,8 +388,10 @@ def main() -> int:
         for name, values, target in rows:
             print(f"{name:66} {pct(values, 0.5):8.2f} {pct(values, 0.95):8.2f} {max(values):8.2f} {target:>10}")
         if args.only != "relay":
-            for run_index, (chunks, text) in enumerate(first_release):
-                print(f"run {run_index + 1}: first answer.delta after {chunks} engine chunk(s): {text!r}")
+            for policy, result in paint.items():
+                released = sorted(set(result[5]))
+                print(f"[{policy}] first answer.delta, (engine chunks arrived, text) over {len(result[5])} runs: "
+                      + ", ".join(f"{result[5].count(r)}x {r}" for r in released))
         if args.only != "paint":
             overhead = [pct(relayed, q) - pct(direct, q) for q in (0.5, 0.95)]
             print(f"SSE relay overhead beyond Redis at the same concurrency: p50 {overhead[0]:.2f} ms, "
