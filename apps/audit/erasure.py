@@ -39,9 +39,13 @@ DEFAULT_ERASURE_PLAN: tuple[tuple[str, str, str], ...] = (
 _ERASERS: dict[str, Eraser] = {}
 
 
-def subject_eraser_register(name: str, eraser: Eraser) -> None:
-    """Add an eraser `eraser(user) -> rows removed`; apps above audit call this from AppConfig.ready()."""
-    _ERASERS[name] = eraser
+def subject_eraser_register(name: str, eraser: Eraser, *, first: bool = False) -> None:
+    """Add an eraser `eraser(user) -> rows removed`; apps above audit call this from AppConfig.ready().
+    `first=True` runs it before every eraser registered so far (one that reads rows the default plan
+    deletes, such as the ids of the subject's replies)."""
+    global _ERASERS
+    _ERASERS.pop(name, None)
+    _ERASERS = {name: eraser, **_ERASERS} if first else {**_ERASERS, name: eraser}
 
 
 def _plan_eraser(app_label: str, model_name: str, field: str) -> Eraser:

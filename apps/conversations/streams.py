@@ -60,6 +60,8 @@ class StreamBus(Protocol):
 
     def cancel_requested(self, reply_id: str) -> bool: ...
 
+    def delete(self, reply_id: str) -> None: ...
+
 
 def conversation_stream_key(conversation_id: Any) -> str:
     """The stream of a conversation's own events (a `reply_id` for the bus, never a real reply id)."""
@@ -142,6 +144,11 @@ class MemoryStreamBus:
                         if not waiting:
                             del self._waiters[str(reply_id)]
 
+    def delete(self, reply_id: str) -> None:
+        with self._cond:
+            self._streams.pop(str(reply_id), None)
+            self._cancelled.pop(str(reply_id), None)
+
     def _expire(self) -> None:
         cutoff = time.monotonic() - self._ttl
         for reply_id in [rid for rid, (touched, _) in self._streams.items() if touched < cutoff]:
@@ -209,7 +216,7 @@ class RedisStreamBus:
         return bool(self._client.exists(f"{self._prefix}cancel:{reply_id}"))
 
     def delete(self, reply_id: str) -> None:
-        self._client.delete(self.key(str(reply_id)))
+        self._client.delete(self.key(str(reply_id)), f"{self._prefix}cancel:{reply_id}")
 
 
 @process_singleton

@@ -18,6 +18,7 @@ from apps.audit.services import audit_payload_open, audit_verify
 from apps.conversations.actions import feedback_submit, handoff_request
 from apps.conversations.models import Conversation, Message
 from apps.conversations.services import conversation_create, reply_generate, turn_submit
+from apps.conversations.streams import stream_bus
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,8 @@ def _tables_holding(needle: str) -> list[str]:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="scans PostgreSQL's tables")
-def test_erasure_after_a_turn_leaves_no_plaintext_and_a_verifying_chain(packs, fake_engine):
+def test_erasure_after_a_turn_leaves_no_plaintext_and_a_verifying_chain(packs, fake_engine,
+                                                                        django_capture_on_commit_callbacks):
     tenant = demo_tenant_get()
     person = user_create(tenant=tenant, username="cust-5c21", password="x", validate=False, email=EMAIL)
     person.first_name, person.last_name = NAME, SURNAME
@@ -57,18 +59,27 @@ def test_erasure_after_a_turn_leaves_no_plaintext_and_a_verifying_chain(packs, f
     handoff_request(conversation=conversation, user=person, reason=f"call me on {PHONE}")
     fake_engine.answer = "Compound interest is interest on interest. "
     kept = conversation_create(tenant=tenant, user=other, domain="finance")
-    reply_generate(reply_id=str(turn_submit(conversation=kept, text="What is compound interest?").reply.id))
+    kept_reply = turn_submit(conversation=kept, text="What is compound interest?").reply
+    reply_generate(reply_id=str(kept_reply.id))
+    bus = stream_bus()
+    streamed = "".join(d.get("text", "") for _, _, d in bus.read(str(reply.id), None, 0))
+    assert STORY in streamed  # the reply's live stream holds the echoed story until it expires
 
     before = {needle: _tables_holding(needle) for needle in NEEDLES}
     assert "conversations_message" in before[STORY] and "accounts_user" in before[EMAIL]
     sealed = AuditRecord.objects.get(event="turn.completed", subject=str(reply.id))
     assert STORY in audit_payload_open(record=sealed)["user_message"]  # the record keeps it, encrypted
 
-    removed = subject_erase(user=person)
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = subject_erase(user=person)
 
     after = {needle: _tables_holding(needle) for needle in NEEDLES}
     assert after == {needle: [] for needle in NEEDLES}, after
     assert removed["conversations.Conversation"] >= 3  # the conversation, its two messages, ...
+    # The live streams go too (Redis in services mode): the reply's and the conversation's own.
+    assert removed["conversations.streams"] == 2
+    assert bus.read(str(reply.id), None, 0) == []
+    assert bus.read(str(kept_reply.id), None, 0) != []  # someone else's stream is untouched
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
     assert Message.objects.filter(conversation=kept).count() == 2  # someone else's data is untouched
     result = audit_verify()
