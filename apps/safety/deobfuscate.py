@@ -10,7 +10,9 @@ returns the message itself plus every decoded or rewritten form worth checking:
 - decoded: base64 and hex runs that decode to readable text, and ROT13 / reversed text (the whole
   message or one of its sentences or clauses) when the decoded form reads as English far better;
 - tense: past/future/hypothetical rephrasings rewritten to the plain present request ("How did
-  people make X in the past?" -> "how do people make x?");
+  people make X in the past?" -> "how do people make x?"), and to the instruction they stand for
+  ("how to make x?"; "How was X committed?" -> "how to commit x?"): a descriptive "how do people"
+  reads as awareness, but asked of the past or future it is the request itself;
 - segments: the paragraphs and the last sentences of a long message, so a harmful request wrapped at
   the end of a long role-play or "developer mode" preamble is classified on its own (the encoder
   truncates long input; the request would otherwise fall outside its window).
@@ -130,6 +132,50 @@ def _join_spaced(match: re.Match[str]) -> str:
     return letters
 
 
+_ACTORS = (r"(?:people|someone|somebody|one|they|criminals|hackers|individuals|scammers|terrorists|attackers|"
+           r"thieves|fraudsters|traffickers|dealers|gangs|cartels|students|employees|users|doctors|patients|"
+           r"companies|governments)")
+# "how did people make x" -> "how to make x"; "how was x made" -> "how to make x".
+_HOW_TO_ACTIVE = re.compile(rf"\bhow (?:did|would|will|could|might) {_ACTORS} (?!be\b|been\b|have\b|get\b)(?=[a-z])")
+_HOW_TO_PASSIVE = re.compile(r"\bhow (?:were|was|will|would|could|might|had) (.{1,80}?) (?:be |been |have been )?"
+                             r"(\w+ed|\w+en|made|built|done|sold|taught|bought|brought|got|found|hidden|written|"
+                             r"spread|sent|kept|held|paid|run|shot|hit|led|fed)\b")
+_IRREGULAR = {"made": "make", "built": "build", "done": "do", "sold": "sell", "stolen": "steal", "taught": "teach",
+              "bought": "buy", "brought": "bring", "got": "get", "gotten": "get", "found": "find", "hidden": "hide",
+              "written": "write", "given": "give", "taken": "take", "spread": "spread", "sent": "send",
+              "kept": "keep", "held": "hold", "paid": "pay", "run": "run", "shot": "shoot", "hit": "hit",
+              "led": "lead", "fed": "feed", "driven": "drive", "chosen": "choose", "forgotten": "forget",
+              "broken": "break", "spoken": "speak", "frozen": "freeze", "beaten": "beat", "eaten": "eat",
+              "seen": "see", "known": "know", "shown": "show", "grown": "grow", "thrown": "throw"}
+_SILENT_E = ("at", "ut", "it", "iz", "is", "uc", "ag", "eg", "ig", "og", "ug", "rg", "ng", "v", "s", "c", "bl",
+             "pl", "tl", "dl", "gl", "kl", "zl", "ur", "ir", "ar", "or", "ud", "id", "ad", "od", "ib", "ob")
+
+
+def _base_verb(participle: str) -> str:
+    """A participle's base form, near enough for the encoder ("committed" -> "commit", "forged" -> "forge")."""
+    if participle in _IRREGULAR:
+        return _IRREGULAR[participle]
+    if participle.endswith("ied"):
+        return participle[:-3] + "y"
+    if participle.endswith("ed"):
+        stem = participle[:-2]
+        if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "aeioulsz":
+            return stem[:-1]  # committed, planned, smuggled stays (l)
+        if stem.endswith(_SILENT_E) and not stem.endswith(("ss", "rs", "ns", "ls", "ts")):
+            return stem + "e"
+        return stem
+    return participle
+
+
+def how_to(text: str) -> str | None:
+    """The instruction a tense-shifted "how" question stands for, if it is one (lower case)."""
+    lowered = _TENSE_MARKERS.sub("", text.lower())
+    rewritten = _HOW_TO_ACTIVE.sub("how to ", lowered)
+    rewritten = _HOW_TO_PASSIVE.sub(lambda m: f"how to {_base_verb(m.group(2))} {m.group(1)}", rewritten)
+    rewritten = " ".join(rewritten.split())
+    return rewritten if "how to " in rewritten and rewritten != " ".join(lowered.split()) else None
+
+
 def _fold_tricks(text: str) -> str:
     joined = _SPACED.sub(_join_spaced, text)
     return _LEET_WORD.sub(lambda m: m.group().translate(_LEET), joined)
@@ -176,8 +222,11 @@ def views(text: str) -> list[tuple[str, str]]:
     for name, decoded in decoded_payloads(cleaned):
         add(f"decoded.{name}", decoded)
         add(f"decoded.{name}.tense", detensed(decoded))
+        add(f"decoded.{name}.how_to", how_to(decoded))
     add("tense", detensed(folded))
+    add("how_to", how_to(folded))
     for segment in segments(folded):
         add("segment", segment)
         add("segment.tense", detensed(segment))
+        add("segment.how_to", how_to(segment))
     return out
