@@ -65,6 +65,83 @@ _NON_NAME = _MONTHS_DAYS | _words(
     "motors pharmaceuticals labs laboratories systems technologies software bros brothers"
 )
 
+# Well-known organisations named after people, which customers of a bank, clinic or law firm mention
+# all the time ("move my 401k from Morgan Stanley to Edward Jones"): the run, lower-cased, its words
+# (particles and initials dropped) joined by spaces. Such a run is an organisation unless an
+# introduction, honorific or relation says a person ("my name is Raymond James", "my adviser ...").
+FIRMS = frozenset(line.strip() for line in """
+morgan stanley
+goldman sachs
+charles schwab
+edward jones
+raymond james
+wells fargo
+merrill lynch
+jp morgan
+morgan chase
+jpmorgan chase
+rowe price
+dean witter
+smith barney
+cantor fitzgerald
+john hancock
+lincoln financial
+charles stanley
+hargreaves lansdown
+brewin dolphin
+alliance bernstein
+dow jones
+fannie mae
+freddie mac
+sallie mae
+jackson hewitt
+piper sandler
+stifel nicolaus
+janney montgomery scott
+robert half
+eli lilly
+johns hopkins
+kaiser permanente
+sloan kettering
+memorial sloan kettering
+dana farber
+cedars sinai
+md anderson
+bristol myers squibb
+becton dickinson
+walgreens
+baker mckenzie
+clifford chance
+allen overy
+kirkland ellis
+latham watkins
+sullivan cromwell
+davis polk
+jones day
+white case
+norton rose fulbright
+hogan lovells
+herbert smith freehills
+slaughter and may
+ernst young
+price waterhouse
+pricewaterhousecoopers
+grant thornton
+arthur andersen
+morgan morgan
+jacoby meyers
+""".splitlines() if line.strip())
+
+# Capitals or initials just before a run, which the run leaves out: "MD Anderson", "J.P. Morgan".
+_INITIALS_BEFORE = re.compile(r"\b((?:[A-Z]\.){1,3}|[A-Z]{2,4})\s*$")
+
+
+def _firm(key: str, before: str) -> bool:
+    """Whether a run (its words, lower case) names a firm in FIRMS, with the initials before it or not."""
+    initials = _INITIALS_BEFORE.search(before)
+    return key in FIRMS or bool(initials and f"{initials.group(1).replace('.', '').lower()} {key}" in FIRMS)
+
+
 # Context before the run: an introduction or a relation points at a person ("strong"); a verb or a
 # preposition that often takes a person ("weak").
 _RELATIONS = (
@@ -255,6 +332,8 @@ def score_run(text: str, run: Sequence[tuple[int, int, str]], entities: Sequence
     given = any(names.is_given(w) for w in (words if single else words[:-1]))
     surname = names.is_surname(words[-1])
     strong = titled or bool(_STRONG_BEFORE.search(before))
+    if not strong and _firm(" ".join(words).casefold(), before):
+        return None  # "Morgan Stanley", "Eli Lilly": a firm, unless the context says a person
     labels = {e.label for e in entities if e.start < end and start < e.end}
     person = "PERSON" in labels
     contrary = not person and bool(labels & CONTRARY)

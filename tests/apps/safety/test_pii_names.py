@@ -66,3 +66,28 @@ def test_the_gazetteer_ignores_case_and_accents():
     gazetteer = names.Gazetteer(given=["José"], surnames=["O'Sullivan"])
     assert gazetteer.is_given("JOSE") and gazetteer.is_given("josé")
     assert gazetteer.is_surname("O\u2019Sullivan") and gazetteer.is_surname("Wreford-O'Sullivan")
+
+
+@pytest.mark.parametrize("text", [
+    "Should I move my 401k from Morgan Stanley to Edward Jones?",
+    "Is Wells Fargo FDIC insured?",
+    "I want to sue Merrill Lynch for bad advice.",
+    "Is Raymond James a good broker?",
+    "Is Eli Lilly's Mounjaro covered by Medicare?",
+    "Can I get a second opinion at MD Anderson?",
+    "Does T. Rowe Price charge a fee to close an IRA?",
+])
+def test_firms_named_after_people_are_organisations(text):
+    """Customers name their bank, broker, drug maker or hospital all the time; redacting it as a
+    person would leave the model guessing which firm the question is about."""
+    assert pii.redact(text)[0] == text
+
+
+@pytest.mark.parametrize(("text", "person"), [
+    ("My name is Raymond James and I need help with my pension.", "Raymond James"),
+    ("My adviser Edward Jones called me yesterday.", "Edward Jones"),
+    ("Mr Wells Fargo asked about his account.", "Wells Fargo"),
+])
+def test_a_firms_name_is_still_a_person_when_the_context_says_so(text, person):
+    redacted = pii.redact(text)[0]
+    assert person not in redacted and "<PERSON" in redacted
