@@ -1,15 +1,19 @@
 """The trained input classifier: P(benign | harmful | injection | offscope) from MiniLM embeddings.
 
-Weights (`data/classifier.npz`, a few KB: a weight matrix, biases and the decision threshold; or,
-from `--mlp`, a GELU hidden layer before them, float16, under 64 KB) come from
-`python -m apps.safety.train_classifier`, which picks the threshold on out-of-fold scores of its own
-corpus, never on the evaluation sets. A message is judged on every view of it that
+Weights (`data/classifier.npz`, ~50 KB: a weight matrix, biases and the decision threshold, or,
+from `--mlp`, a GELU hidden layer before them, float16; plus the nearest-example reference set below)
+come from `python -m apps.safety.train_classifier`, which picks the thresholds on out-of-fold scores
+of its own corpus, never on the evaluation sets. A message is judged on every view of it that
 `apps.safety.deobfuscate.views` produces (decoded payloads, present-tense rewrites, the paragraphs of
 a long wrapper); the most suspicious view decides. When 1 - P(benign) passes the threshold the
 finding names the likelier bad class: `harmful` and `injection` block, `offscope` (questions about
 the assistant's feelings, fiction presented as fact, topics outside the pack's domain) is a refusal
 with the scope text, except for a short follow-up (`is_follow_up`) whose scope is the conversation's.
-A missing weights file raises, and the pipeline fails closed.
+A second signal, the nearest authored example (`apps.safety.nearest`), blocks a view that is close
+to one of the corpus's harmful cores and clearly closer to it than to any benign core, with thresholds
+chosen with the head's on the same out-of-fold data; it catches paraphrases of authored harm the
+linear head scores just under its threshold. A missing weights file, or one without the nearest
+signal's fields, raises, and the pipeline fails closed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from apps.safety import nearest
 from apps.safety.findings import Finding
 
 LABELS = ("benign", "harmful", "injection", "offscope")
@@ -47,6 +52,7 @@ class Weights(NamedTuple):
     weight: np.ndarray                # (len(LABELS), hidden or 384)
     bias: np.ndarray                  # (len(LABELS),)
     threshold: float
+    nearest: nearest.Nearest | None = None  # the nearest-example signal; None in a head-only file
 
 
 _WEIGHTS: Weights | None = None
@@ -54,7 +60,8 @@ _LOCK = threading.Lock()
 
 
 def load_weights(path: Path) -> Weights:
-    """The head stored at `path` (float16 arrays are widened to float32)."""
+    """The head stored at `path` (float16 arrays are widened to float32), with the nearest-example
+    signal when the file has it (a file with only some of its fields raises)."""
     data = np.load(path)
 
     def array(name: str) -> np.ndarray | None:
@@ -64,7 +71,8 @@ def load_weights(path: Path) -> Weights:
     if weight is None or bias is None:
         raise ValueError(f"{path} has no output layer (`weight`, `bias`)")
     threshold = float(data["threshold"]) if "threshold" in data.files else DEFAULT_THRESHOLD
-    return Weights(array("hidden_weight"), array("hidden_bias"), weight, bias, threshold)
+    return Weights(array("hidden_weight"), array("hidden_bias"), weight, bias, threshold,
+                   nearest.from_npz(data, path))
 
 
 def _weights() -> Weights:
@@ -76,7 +84,10 @@ def _weights() -> Weights:
                     raise FileNotFoundError(
                         f"{WEIGHTS_PATH} is missing; run `python -m apps.safety.train_classifier`"
                     )
-                _WEIGHTS = load_weights(WEIGHTS_PATH)
+                weights = load_weights(WEIGHTS_PATH)
+                if weights.nearest is None:
+                    raise ValueError(f"{WEIGHTS_PATH} has no nearest-example fields; retrain the classifier")
+                _WEIGHTS = weights
     return _WEIGHTS
 
 
@@ -112,22 +123,38 @@ def probabilities(texts: list[str]) -> np.ndarray:
     return head_scores(embed_cached(texts).numpy(), _weights())
 
 
-def _finding(probs: np.ndarray, view: str) -> Finding | None:
+def _finding(probs: np.ndarray, view: str, near: bool, s_h: float) -> Finding | None:
+    kind = None if view == "original" else view
     bad = float(1.0 - probs[0])
     if bad < threshold():
-        return None
+        # Under the head's threshold, the nearest-example check may still block the view.
+        return Finding("classifier.nearest", "block", score=s_h, kind=kind) if near else None
     label = LABELS[1 + int(np.argmax(probs[1:]))]
+    if label == "offscope" and near:
+        label = "nearest"  # close to authored harm: a block, not the scope refusal
     action = REFUSE if label == "offscope" else "block"
-    return Finding(f"classifier.{label}", action, score=bad, kind=None if view == "original" else view)
+    return Finding(f"classifier.{label}", action, score=bad, kind=kind)
+
+
+def nearest_signal(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(blocked, s_h, s_b) of the nearest-example check for every row of `features` (n, 384)."""
+    near = _weights().nearest
+    assert near is not None  # `_weights` refuses a file without it
+    s_h, s_b = nearest.similarities(features, near)
+    return nearest.blocked(s_h, s_b, near.min_similarity, near.min_margin), s_h, s_b
 
 
 def classifier_findings(text: str) -> list[Finding]:
     """At most one finding: the most severe class over all views of `text` (block beats refuse)."""
     from apps.safety.deobfuscate import views
+    from apps.safety.embeddings import embed_cached
 
     named = views(text)
-    probs = probabilities([view for _, view in named])
-    found = [f for (name, _), row in zip(named, probs, strict=True) if (f := _finding(row, name))]
+    features = embed_cached([view for _, view in named]).numpy()
+    probs = head_scores(features, _weights())
+    near, s_h, _ = nearest_signal(features)
+    found = [f for (name, _), row, hit, sim in zip(named, probs, near, s_h, strict=True)
+             if (f := _finding(row, name, bool(hit), float(sim)))]
     if not found:
         return []
     blocks = [f for f in found if f.action == "block"]

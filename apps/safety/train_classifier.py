@@ -16,10 +16,19 @@ half is mostly hard negatives, so this is conservative); folds are grouped by co
 of one core is on the same side of a split and the validation measures generalisation to unseen
 intents. The final weights are then fitted on the whole corpus and saved with that threshold.
 
+The nearest-example signal (`apps.safety.nearest`) is stored in the same file: one vector per benign,
+harmful or injection core (the mean of its expansions), in the corpus's 32-d principal subspace, int8.
+Its thresholds (t on the similarity to the nearest harmful core, m on its lead over the nearest benign
+core) are chosen on the same folds, the reference cores and subspace refitted without the held-out
+fold, jointly with the head's threshold: of the grid (`SIMILARITY_GRID` x `MARGIN_GRID`), the pair
+that, with the lowest head threshold keeping (head OR nearest)'s out-of-fold benign false-positive
+rate within `--max-benign-fpr`, blocks the most harmful and injection examples. The trainer prints
+the out-of-fold figures of the head alone, the nearest check alone and the two combined.
+
 `--mlp` trains a one-hidden-layer MLP instead (384 -> 64, GELU, -> 4 softmax; class-balanced, full-batch
 AdamW with weight decay and input dropout, fixed seed, early stopping on the loss of an inner split of
 each fold's training groups; the final model runs for the median of those epoch counts and is stored
-as float16, ~46 KB). On the corpus's folds it catches more at the same 3% benign bound (harmful 71.6%
+as float16, ~46 KB; with the nearest-example set the file then passes the 64 KB cap). On the corpus's folds it catches more at the same 3% benign bound (harmful 71.6%
 vs 68.2%, injection 87.5% vs 80.0%, off-scope 76.5% vs 73.5%), but on the evaluation sets it let
 slightly more through (harmful 33.0% vs 31.8%, obfuscations 49.4% vs 48.3%, jailbreaks 3.1% vs 2.3%),
 so the shipped weights stay linear.
@@ -37,6 +46,7 @@ import numpy as np
 import torch
 import yaml
 
+from apps.safety import nearest
 from apps.safety.classifier import LABELS, WEIGHTS_PATH, Weights, head_scores
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -222,12 +232,80 @@ def out_of_fold(features: torch.Tensor, labels: torch.Tensor, groups: list[str],
     return scores, epochs
 
 
-def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float) -> float:
-    """The lowest threshold on the bad score whose benign false-positive rate is <= `max_fpr`."""
-    benign_scores = np.sort(bad[is_benign])[::-1]
-    allowed = int(np.floor(max_fpr * len(benign_scores)))
+def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float,
+                   flagged: np.ndarray | None = None) -> float | None:
+    """The lowest threshold on the bad score whose benign false-positive rate is <= `max_fpr`; with
+    `flagged` (examples another check blocks anyway), the rate of the two together, or None when the
+    other check alone is over the bound."""
+    flagged = np.zeros(len(bad), dtype=bool) if flagged is None else flagged
+    allowed = int(np.floor(max_fpr * int(is_benign.sum()))) - int((flagged & is_benign).sum())
+    benign_scores = np.sort(bad[is_benign & ~flagged])[::-1]
+    if allowed < 0:
+        return None
+    if allowed >= len(benign_scores):
+        return 0.05
     # Block when score >= threshold: put it just above the (allowed+1)-th highest benign score.
     return float(min(0.99, max(0.05, benign_scores[allowed] + 1e-6)))
+
+
+def core_vectors(features: np.ndarray, rows: list[Example]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One unit vector per benign, harmful or injection core (the mean of its expansions), whether it
+    is harmful or injection, and its group. A benign core's injection wrapper is left out: its content
+    is benign, and the head already knows the wrapper."""
+    benign_cores = {row.group for row in rows if row.label == 0}
+    sums: dict[tuple[str, bool], np.ndarray] = {}
+    for row, vector in zip(rows, features, strict=True):
+        if LABELS[row.label] == "offscope" or (row.label != 0 and row.group in benign_cores):
+            continue
+        key = (row.group, row.label != 0)
+        sums[key] = sums.get(key, 0.0) + vector
+    keys = sorted(sums)
+    vectors = np.stack([sums[key] for key in keys])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), np.array([harm for _, harm in keys]), [group for group, _ in keys]
+
+
+def out_of_fold_similarities(features: np.ndarray, rows: list[Example], *, folds: int = 5,
+                             seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(s_h, s_b) of every example against reference cores fitted (subspace included) without its
+    fold; the folds are the head's (`fold_assignment`, grouped by core)."""
+    groups = [row.group for row in rows]
+    assignment = fold_assignment(groups, folds, seed)
+    fold_of = dict(zip(groups, assignment, strict=True))
+    vectors, is_harmful, core_groups = core_vectors(features, rows)
+    core_fold = np.array([fold_of[g] for g in core_groups])
+    s_h, s_b = np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)
+    for fold in range(folds):
+        held, keep = assignment == fold, core_fold != fold
+        reference = nearest.fit(vectors[keep], is_harmful[keep])
+        s_h[held], s_b[held] = nearest.similarities(features[held], reference)
+    return s_h, s_b
+
+
+# The grid the nearest-example thresholds are chosen on (out-of-fold, jointly with the head's).
+SIMILARITY_GRID = np.round(np.arange(0.30, 0.901, 0.025), 3)
+MARGIN_GRID = np.round(np.arange(0.0, 0.401, 0.0125), 4)
+
+
+def pick_nearest(bad: np.ndarray, s_h: np.ndarray, s_b: np.ndarray, labels: np.ndarray,
+                 max_fpr: float) -> tuple[float, float, float]:
+    """(t, m, head threshold): the nearest-example thresholds and the head threshold that together
+    block the most harmful and injection examples out-of-fold while (head OR nearest) keeps the benign
+    false-positive rate <= `max_fpr`. Ties go to the stricter rule (larger margin, then larger t)."""
+    is_benign, is_bad = labels == 0, (labels == 1) | (labels == 2)
+    best: tuple[float, float, float, float] | None = None
+    for t in SIMILARITY_GRID:
+        for m in MARGIN_GRID:
+            flagged = nearest.blocked(s_h, s_b, t, m)
+            head = pick_threshold(bad, is_benign, max_fpr, flagged)
+            if head is None:
+                continue
+            caught = float(((bad >= head) | flagged)[is_bad].mean())
+            candidate = (caught, float(m), float(t), head)
+            if best is None or candidate[:3] > best[:3]:
+                best = candidate
+    assert best is not None  # a high enough t flags nothing
+    return best[2], best[1], best[3]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -244,26 +322,42 @@ def main(argv: list[str] | None = None) -> None:
     features = torch.cat([embed(texts[i: i + 64]) for i in range(0, len(texts), 64)])
     oof, epochs = out_of_fold(features, labels, [r.group for r in rows], mlp=args.mlp)
     bad, is_benign = 1.0 - oof[:, 0], (labels == 0).numpy()
-    threshold = pick_threshold(bad, is_benign, args.max_benign_fpr)
-    caught = {name: round(float((bad[(labels == i).numpy()] >= threshold).mean()), 4)
-              for i, name in enumerate(LABELS) if i}
+    head_only = pick_threshold(bad, is_benign, args.max_benign_fpr)
+    s_h, s_b = out_of_fold_similarities(features.numpy(), rows)
+    t, m, threshold = pick_nearest(bad, s_h, s_b, labels.numpy(), args.max_benign_fpr)
+    flagged = nearest.blocked(s_h, s_b, t, m)
+
+    def rates(blocked: np.ndarray) -> dict[str, float]:
+        out = {name: round(float(blocked[(labels == i).numpy()].mean()), 4) for i, name in enumerate(LABELS)}
+        return {"benign_fpr" if k == "benign" else k: v for k, v in out.items()}
+
+    vectors, is_harmful, _ = core_vectors(features.numpy(), rows)
+    reference = nearest.fit(vectors, is_harmful, min_similarity=t, min_margin=m)
+    stored = nearest.to_arrays(vectors, is_harmful, reference)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if not args.mlp:
         weight, bias = train(features, labels)
-        np.savez(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
-                 threshold=np.float32(threshold), labels=np.array(LABELS))
+        np.savez_compressed(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
+                            threshold=np.float32(threshold), labels=np.array(LABELS), **stored)
     else:
         head, _ = train_mlp(features, labels, epochs=int(np.median(epochs)))
         np.savez_compressed(
             args.output, hidden_weight=head.hidden_weight.astype(np.float16),
             hidden_bias=head.hidden_bias.astype(np.float16), weight=head.weight.astype(np.float16),
-            bias=head.bias.astype(np.float16), threshold=np.float32(threshold), labels=np.array(LABELS))
+            bias=head.bias.astype(np.float16), threshold=np.float32(threshold), labels=np.array(LABELS),
+            **stored)
     counts = {name: int((labels == i).sum()) for i, name in enumerate(LABELS)}
-    print(json.dumps({"examples": len(rows), "per_label": counts, "threshold": round(threshold, 4),
-                      "validation_benign_fpr": round(float((bad[is_benign] >= threshold).mean()), 4),
-                      "validation_caught": caught, "model": f"mlp-{HIDDEN}" if args.mlp else "linear",
-                      "fold_epochs": epochs, "output": str(args.output)}))
-
+    print(json.dumps({
+        "examples": len(rows), "per_label": counts, "model": f"mlp-{HIDDEN}" if args.mlp else "linear",
+        "fold_epochs": epochs, "threshold": round(threshold, 4),
+        "nearest": {"cores_harmful": int(is_harmful.sum()), "cores_benign": int((~is_harmful).sum()),
+                    "dimensions": nearest.DIMENSIONS, "min_similarity": t, "min_margin": m},
+        "validation": {
+            "head_alone": {"threshold": round(head_only, 4), **rates(bad >= head_only)},
+            "nearest_alone": rates(flagged),
+            "combined": rates((bad >= threshold) | flagged),
+        },
+        "output": str(args.output), "bytes": args.output.stat().st_size}))
 
 if __name__ == "__main__":
     main()
