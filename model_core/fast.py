@@ -80,8 +80,17 @@ class PackedLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-def packed_available(device: torch.device | str = "cpu") -> bool:
-    return torch.device(device).type == "cpu" and torch.backends.mkldnn.is_available()
+def packed_available(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN can pack weights of `dtype` on this CPU: float32 wherever oneDNN is built in;
+    bfloat16 and float16 only on CPUs with the instructions for them (AVX-512 or AVX-NE-CONVERT; an
+    AVX2-only CPU refuses to reorder them)."""
+    if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
 
 
 class TransposedEmbedding(nn.Module):
@@ -102,7 +111,7 @@ class TransposedEmbedding(nn.Module):
 def use_decode_layout(model: Transformer, *, packed: bool | None = None) -> Transformer:
     """Swap the model's linear layers (in place) for the decode layout; returns the model.
 
-    `packed` (default: on a CPU with oneDNN) reorders every linear layer, the output head included,
+    `packed` (default: on a CPU whose oneDNN handles the weights' dtype) reorders every linear layer, the output head included,
     into oneDNN's layout. A tied head then gets its own packed copy while the embedding keeps the
     dense matrix for row lookups: one extra matrix of memory (113 MB for SmolLM2's 49,152 x 576
     head, +21% of its weights) for ~2.5 ms less per decoded token there (benchmarks/RESULTS.md).
@@ -110,7 +119,7 @@ def use_decode_layout(model: Transformer, *, packed: bool | None = None) -> Tran
     embedding. One matrix is converted at a time and its original released before the next, so the
     conversion itself never holds two copies of the model."""
     if packed is None:
-        packed = packed_available(model.embed.weight.device)
+        packed = packed_available(model.embed.weight.device, model.embed.weight.dtype)
     tied = model.config.tie_word_embeddings and model.lm_head.weight is model.embed.weight
     if tied and packed:
         model.lm_head = PackedLinear(model.lm_head)  # type: ignore[assignment]

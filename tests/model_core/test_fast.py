@@ -74,3 +74,18 @@ def test_r1_engine_uses_the_layout_and_zero_keeps_plain_linears(checkpoints):
     params = SamplingParams(max_tokens=24, greedy=True)
     prompt = list(range(200, 230))
     assert r1.generate([prompt], params)[0].token_ids == zero.generate([prompt], params)[0].token_ids
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_weights_are_packed_only_where_onednn_can(dtype, checkpoints):
+    """An AVX2-only CPU cannot reorder bfloat16/float16 weights for oneDNN (it raises); the layout
+    falls back to transposed weights there, and a bfloat16 R1 engine still loads and generates."""
+    supported = {torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+                 torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported}[dtype]()
+    assert packed_available("cpu", dtype) == (torch.backends.mkldnn.is_available() and supported)
+    assert packed_available("cpu", torch.float32) == torch.backends.mkldnn.is_available()
+    if dtype == torch.bfloat16:
+        engine = Engine.load(checkpoints["llama-untied"], profile="r1", dtype="bfloat16", progress=False)
+        expected = PackedLinear if packed_available("cpu", dtype) else TransposedLinear
+        assert isinstance(engine.model.lm_head, expected)
+        assert 1 <= len(engine.generate([[5, 6, 7]], SamplingParams(max_tokens=4, greedy=True))[0].token_ids) <= 4
