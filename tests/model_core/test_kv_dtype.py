@@ -100,7 +100,10 @@ def test_sixteen_greedy_int8_requests_batched_equal_one_by_one(smollm2_int8):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a property of the kernels, independent of the KV dtype (float32 KV too): "
+# Seen on AVX-512 CPUs (the VMs of sessions 1-4); on an AVX2-only CPU the same kernels give the chunks and the
+# whole prompt the same logits (session 5's VM), so there the test runs as a plain test and must pass.
+@pytest.mark.xfail(torch.backends.cpu.get_cpu_capability() != "AVX2", strict=True,
+                   reason="a property of the kernels, independent of the KV dtype (float32 KV too): "
                    "torch's fused CPU attention rounds a prompt split into chunks differently from the whole prompt "
                    "(float32 rounding), and the int8 kernel's bfloat16 activations amplify that to ~0.3 in the "
                    "logits; with attention='reference' the chunks and the whole agree bit for bit. This is why the "
