@@ -97,7 +97,14 @@ def worker(kind: str, path: str, dtype: str, decode_tokens: int) -> dict:
     else:
         from model_core import Engine, SamplingParams
 
-        engine = Engine.load(path, profile=kind, dtype=dtype, progress=False)
+        threads = torch.get_num_threads()
+        if kind == "r1":
+            # R1 decodes in its scheduler thread: that thread gets the cores and this one keeps one
+            # intra-op thread, as a serving process does (model_core/scheduler.py, THREADS). Two
+            # multi-threaded OpenMP teams on 2 CPUs make libgomp stop spinning between regions.
+            torch.set_num_threads(1)
+        engine = Engine.load(path, profile=kind, dtype=dtype, progress=False,
+                             threads=threads if kind == "r1" else None)
         load_s = time.perf_counter() - started
         engine.stop_token_ids = frozenset()  # decode the full count, like min_new_tokens above
         ids = prompt_ids(engine.config.vocab_size)

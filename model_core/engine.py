@@ -86,7 +86,8 @@ class Engine:
 
     def __init__(self, checkpoint: Checkpoint, profile: Profile, *, dtype: torch.dtype, device: torch.device,
                  prefix_cache: bool = True, prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16,
-                 max_batch_tokens: int = 512, kv_dtype: torch.dtype | None = None) -> None:
+                 max_batch_tokens: int = 512, kv_dtype: torch.dtype | None = None,
+                 threads: int | None = None) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.config = checkpoint.config
@@ -111,13 +112,13 @@ class Engine:
             self.scheduler = Scheduler(self.model, self.config, kv_dtype=self.kv_dtype, device=device,
                                        context_length=self.context_length, attention=profile.attention,
                                        max_running=max_running, max_batch_tokens=max_batch_tokens,
-                                       prefix_cache=cache)
+                                       prefix_cache=cache, threads=threads)
 
     @classmethod
     def load(cls, path: str | Path, profile: str = "r1", dtype: str = "float32", device: str = "cpu",
              progress: bool = True, quantize: str | None = None, *, prefix_cache: bool = True,
              prefix_cache_bytes: int = 512 * 2**20, max_running: int = 16, max_batch_tokens: int = 512,
-             adapter: str | Path | None = None, kv_dtype: str | None = None) -> Engine:
+             adapter: str | Path | None = None, kv_dtype: str | None = None, threads: int | None = None) -> Engine:
         """Load a Hugging Face checkpoint directory or a .gguf file for the given profile.
 
         `quantize="int8"` (R1 only) swaps every linear layer and the embedding for per-channel int8
@@ -131,7 +132,12 @@ class Engine:
         `kv_dtype` (R1): the dtype R1 stores keys/values in — decode pool, prefill staging and prefix
         cache alike, so attention always reads them after the same rounding, cached or just computed.
         Default: bfloat16 for int8 engines (half the KV memory; the CPU int8 kernel's projections are
-        bfloat16 already), the model's dtype otherwise."""
+        bfloat16 already), the model's dtype otherwise.
+
+        `threads` (R1): intra-op threads of the scheduler thread's forward passes (default: torch's
+        setting when that thread starts). A serving process sets its other threads to one
+        (`torch.set_num_threads(1)` before loading) and gives the engine the cores: more OpenMP threads
+        than CPUs make libgomp stop spinning between parallel regions (model_core/scheduler.py, THREADS)."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:
@@ -151,6 +157,8 @@ class Engine:
             raise ValueError("quantize: the zero profile is the float32 reference and is never quantised")
         if adapter is not None and not Path(adapter).is_file():
             raise FileNotFoundError(f"{adapter}: no adapter file")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         if quantize == "int8" and adapter is not None:
             # the deltas must reach the float weights before rounding: load float, merge, then swap to int8
             from model_core.adapter import merge_adapter
@@ -177,7 +185,7 @@ class Engine:
             kv_dtype = "bfloat16" if quantize == "int8" else dtype
         engine = cls(checkpoint, PROFILES[profile], dtype=DTYPES[dtype], device=dev, prefix_cache=prefix_cache,
                      prefix_cache_bytes=prefix_cache_bytes, max_running=max_running, max_batch_tokens=max_batch_tokens,
-                     kv_dtype=KV_DTYPES[kv_dtype])
+                     kv_dtype=KV_DTYPES[kv_dtype], threads=threads)
         engine.quantization = quantize
         engine.adapter = str(adapter) if adapter is not None else None
         return engine

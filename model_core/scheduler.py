@@ -24,6 +24,16 @@ freed) repeats one step while there is work:
 Health figures (`metrics()`): queue depth, batch size, recent tokens/s, KV and prefix-cache memory,
 hit rate, and the attention entropy of one layer, measured on every `entropy_every`-th decode step
 from a forward hook that is attached only for that step (no cost on the other steps).
+
+THREADS. The loop thread runs its forward passes with `threads` intra-op threads (torch's OpenMP team
+of that thread; None keeps torch's setting). libgomp gives every thread that runs parallel work its own
+team, and once the process holds more OpenMP threads than CPUs it stops spinning between parallel
+regions (100 spins instead of ~300,000), so each of a decode step's ~120 matrix products waits for its
+workers to wake. A process that loads the engine with a multi-threaded team in the loading thread and
+then decodes in this thread holds one team too many: SmolLM2 float32 decoded at 23.7 tok/s against
+27-49 tok/s when the loading thread used one intra-op thread and this one two (2-vCPU VM, 2026-11-29,
+benchmarks/RESULTS.md). So a serving process gives this thread the cores and keeps every other thread
+at one intra-op thread: `torch.set_num_threads(1)` before `Engine.load(..., threads=N)`.
 """
 
 from __future__ import annotations
@@ -62,12 +72,16 @@ def _stop_all() -> None:
 class Scheduler:
     def __init__(self, model: torch.nn.Module, config: ModelConfig, *, kv_dtype: torch.dtype, device: torch.device,
                  context_length: int, attention: str = "sdpa", max_running: int = 16, max_batch_tokens: int = 512,
-                 prefix_cache: PrefixCache | None = None, entropy_every: int = 16, entropy_layer: int = -1) -> None:
+                 prefix_cache: PrefixCache | None = None, entropy_every: int = 16, entropy_layer: int = -1,
+                 threads: int | None = None) -> None:
         if max_running < 1 or max_batch_tokens < 1:
             raise ValueError("max_running and max_batch_tokens must be at least 1")
         self.model, self.config = model, config
         self.kv_dtype, self.device, self.attention = kv_dtype, device, attention  # kv_dtype: the stored keys/values
         self.max_running, self.max_batch_tokens = max_running, max_batch_tokens
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.threads = threads  # intra-op threads of the loop thread's forward passes (None: torch's setting)
         self.prefix_cache = prefix_cache
         self.entropy_every = entropy_every  # 0 turns the measurement off
         self.entropy_layer = entropy_layer % config.num_layers
@@ -107,6 +121,8 @@ class Scheduler:
         return bool(self.waiting or self.prefilling or len(self.pool))
 
     def _loop(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # this thread's own team (see THREADS in the module notes)
         while not self._closing:
             if not self.busy and not self._wake.wait(IDLE_EXIT_S):
                 with self._start_lock:  # submit checks the thread under this lock after queueing

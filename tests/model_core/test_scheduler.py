@@ -248,3 +248,31 @@ def test_prompts_are_cut_only_at_fixed_positions_whatever_else_is_prefilling(che
     for length, start, end in prefills:
         assert start % 16 == 0, (length, start, end)
         assert end % 16 == 0 or end == length, (length, start, end)
+
+
+def test_threads_sets_the_loop_threads_team_and_leaves_the_callers_alone(checkpoints) -> None:
+    """`Engine.load(threads=N)`: the scheduler thread's forward passes run with N intra-op threads while
+    the loading thread keeps its own setting (the serving recipe of model_core/scheduler.py, THREADS)."""
+    caller = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        engine = Engine.load(checkpoints["llama-untied"], profile="r1", progress=False, threads=2)
+        seen: list[tuple[str, int]] = []
+        hook = engine.model.register_forward_hook(
+            lambda *_: seen.append((threading.current_thread().name, torch.get_num_threads())))
+        try:
+            engine.generate([[5, 6, 7]], SamplingParams(max_tokens=3, greedy=True))
+        finally:
+            hook.remove()
+        assert seen and {name for name, _ in seen} == {"model_core-scheduler"}
+        assert {n for _, n in seen} == {2}
+        assert torch.get_num_threads() == 1  # the caller's own team is untouched
+        engine.scheduler.close()
+    finally:
+        torch.set_num_threads(caller)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2"])
+def test_threads_must_be_a_positive_integer(checkpoints, threads) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        Engine.load(checkpoints["llama-untied"], profile="r1", progress=False, threads=threads)
