@@ -103,3 +103,43 @@ def test_r1_serves_base_plus_adapter_and_zero_the_untouched_base(fresh_engines, 
     pos = torch.arange(ids.shape[1])[None]
     with torch.no_grad():
         assert not torch.allclose(r1.model(ids, pos)[0, -1], zero.model(ids, pos)[0, -1], atol=1e-3)
+
+
+def test_weights_load_in_a_thread_of_their_own_and_r1_decodes_with_the_configured_threads(
+        fresh_engines, real_model, settings, monkeypatch):
+    """The load runs in a short-lived thread (its OpenMP team ends with it) with VERITY_ENGINE_THREADS
+    intra-op threads, and R1's scheduler thread decodes with that many (model_core/scheduler.py THREADS)."""
+    import torch
+
+    from model_core import Engine
+
+    settings.VERITY_MODEL = str(real_model)
+    settings.VERITY_ENGINE_THREADS = 1
+    calls = []
+    original = Engine.load
+
+    def recording_load(*args, **kwargs):
+        calls.append((threading.current_thread().name, torch.get_num_threads(), kwargs.get("threads")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Engine, "load", recording_load)
+    caller, before = threading.current_thread().name, torch.get_num_threads()
+    try:
+        engine = inference.engine_get("r1")
+        zero = inference.engine_get("zero")
+    finally:
+        torch.set_num_threads(before)  # the load thread set torch's process-wide default to 1
+    assert [(name, n) for name, n, _ in calls] == [("verity-engine-load", 1)] * 2 and caller != "verity-engine-load"
+    assert [threads for _, _, threads in calls] == [1, None]  # Zero decodes in its caller's thread
+    assert engine.scheduler.threads == 1 and zero.scheduler is None
+    assert "verity-engine-load" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_failed_load_raises_in_the_callers_thread(fresh_engines, settings, tmp_path):
+    settings.VERITY_MODEL = str(tmp_path / "broken")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    with pytest.raises(Exception) as failed:  # noqa: PT011 - whatever the checkpoint reader raises
+        inference.engine_get("r1")
+    assert "config.json" in str(failed.value)
+    assert not inference.engine_loaded("r1")
