@@ -102,9 +102,9 @@ def _in_own_thread(load: Callable[[], Any], *, threads: int) -> Any:
     libgomp gives each thread that runs parallel work its own OpenMP team and stops spinning between
     parallel regions once a process holds more OpenMP threads than CPUs; a team made by loading the
     weights in a request or task thread would outlive the load and slow every decode step of the R1
-    scheduler thread (SmolLM2 float32: 23.7 tok/s with such a team, 26-28 without; model_core/scheduler.py
-    THREADS, benchmarks/RESULTS.md). A thread's team ends with the thread, so the load gets every core and
-    leaves nothing behind."""
+    scheduler thread (measured: SmolLM2 23.7 -> 26-28 tok/s without it, model_core/scheduler.py
+    THREADS). A thread's team ends with the thread, so the load gets every core and leaves nothing
+    behind."""
     import torch
 
     outcome: dict[str, Any] = {}
