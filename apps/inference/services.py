@@ -20,7 +20,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,42 +86,12 @@ def _engine_load(profile: str) -> Any:
     quantize = engine_quantization(profile)
     logger.info("loading engine profile=%s path=%s adapter=%s quantize=%s pid=%s", profile, path, adapter or "-",
                 quantize or "-", os.getpid())
-    threads = settings.VERITY_ENGINE_THREADS
-    engine = _in_own_thread(lambda: Engine.load(
+    engine = Engine.load(
         str(path), profile=profile, dtype=settings.VERITY_ENGINE_DTYPE,
         device=settings.VERITY_ENGINE_DEVICE, progress=False, adapter=adapter or None, quantize=quantize,
-        threads=threads if profile == "r1" else None,
-    ), threads=threads)
+    )
     load_count += 1
     return engine
-
-
-def _in_own_thread(load: Callable[[], Any], *, threads: int) -> Any:
-    """Run `load` in a short-lived thread with `threads` intra-op threads and return its result.
-
-    libgomp gives each thread that runs parallel work its own OpenMP team and stops spinning between
-    parallel regions once a process holds more OpenMP threads than CPUs; a team made by loading the
-    weights in a request or task thread would outlive the load and slow every decode step of the R1
-    scheduler thread (measured: SmolLM2 23.7 -> 26-28 tok/s without it, model_core/scheduler.py
-    THREADS). A thread's team ends with the thread, so the load gets every core and leaves nothing
-    behind."""
-    import torch
-
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        torch.set_num_threads(threads)
-        try:
-            outcome["value"] = load()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name="verity-engine-load", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def engine_quantization(profile: str = "r1") -> str | None:

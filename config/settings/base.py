@@ -8,7 +8,6 @@ The services and the engine are the same in both; only the transport differs.
 
 from __future__ import annotations
 
-import os
 from contextlib import suppress
 from importlib.util import find_spec
 from pathlib import Path
@@ -54,10 +53,6 @@ VERITY_ENGINE_DEVICE = env_choice("VERITY_ENGINE_DEVICE", "cpu", {"cpu", "cuda"}
 # CPU, none on CUDA (its int8 path dequantises on the fly). Zero, the plain reference, is never quantised.
 VERITY_ENGINE_QUANTIZE = env_choice("VERITY_ENGINE_QUANTIZE", "int8" if VERITY_ENGINE_DEVICE == "cpu" else "none",
                                     {"int8", "none"})
-# Intra-op threads of the R1 engine's scheduler thread (default: every CPU of the process). The weights
-# are loaded in a short-lived thread so that this is the process's only long-lived multi-threaded
-# OpenMP team (apps.inference.services, model_core/scheduler.py THREADS).
-VERITY_ENGINE_THREADS = env_int("VERITY_ENGINE_THREADS", len(os.sched_getaffinity(0)), minimum=1, maximum=1024)
 VERITY_MAX_MESSAGE_CHARS = env_int("VERITY_MAX_MESSAGE_CHARS", 8000, minimum=1, maximum=1_000_000)
 VERITY_MAX_NEW_TOKENS = env_int("VERITY_MAX_NEW_TOKENS", 512, minimum=1, maximum=32_768)
 # A reply pending or streaming for longer than this, with no live task, is re-enqueued by the reconciler.
