@@ -135,9 +135,10 @@ class Engine:
         bfloat16 already), the model's dtype otherwise.
 
         `threads` (R1): intra-op threads of the scheduler thread's forward passes (default: torch's
-        setting when that thread starts). A serving process sets its other threads to one
-        (`torch.set_num_threads(1)` before loading) and gives the engine the cores: more OpenMP threads
-        than CPUs make libgomp stop spinning between parallel regions (model_core/scheduler.py, THREADS)."""
+        setting when that thread starts). A process where the engine has the CPUs to itself sets its
+        other threads to one (`torch.set_num_threads(1)` before loading) and gives the engine the cores:
+        more OpenMP threads than CPUs make libgomp stop spinning between parallel regions
+        (model_core/scheduler.py, THREADS, also says when not to)."""
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
         if dtype not in DTYPES:

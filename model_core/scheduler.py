@@ -30,10 +30,13 @@ of that thread; None keeps torch's setting). libgomp gives every thread that run
 team, and once the process holds more OpenMP threads than CPUs it stops spinning between parallel
 regions (100 spins instead of ~300,000), so each of a decode step's ~120 matrix products waits for its
 workers to wake. A process that loads the engine with a multi-threaded team in the loading thread and
-then decodes in this thread holds one team too many: SmolLM2 float32 decoded at 23.7 tok/s against
-27-49 tok/s when the loading thread used one intra-op thread and this one two (2-vCPU VM, 2026-11-29,
-benchmarks/RESULTS.md). So a serving process gives this thread the cores and keeps every other thread
-at one intra-op thread: `torch.set_num_threads(1)` before `Engine.load(..., threads=N)`.
+then decodes in this thread holds one team too many. Where the engine has the CPUs to itself (a batch
+job, the engine benchmark), keep the loading thread at one intra-op thread
+(`torch.set_num_threads(1)` before `Engine.load(..., threads=N)`): SmolLM2 decoded 23.7 -> 26 tok/s in
+float32 and 33.5 -> 48 tok/s in int8 (2-vCPU VM, 2026-11-29). Where the same two CPUs also run the web
+server and the task threads that consume the tokens (Verity's services mode), the throttled spinning is
+the better neighbour: the unthrottled worker spun while the output stage waited for a core, and decode
+slowed (benchmarks/RESULTS.md, session 6), so Verity's serving path keeps torch's default.
 """
 
 from __future__ import annotations
