@@ -32,11 +32,21 @@ def _timeout_s() -> float:
     return float(getattr(settings, "VERITY_PARTNER_TIMEOUT_S", 300))
 
 
+def _db_release() -> None:
+    """Give this thread's database connection back (to the pool) before blocking on the stream: a
+    request waiting for its reply must not hold one of the pool's few connections while it waits.
+    Inside a transaction (a test's, or a caller's atomic block) the connection stays."""
+    connection = connections["default"]
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def reply_wait(*, reply_id: Any) -> Message:
     """Block until the reply is finished (its `done`/`error` event), then return the stored message."""
     bus, after = stream_bus(), None
     deadline = time.monotonic() + _timeout_s()
     while time.monotonic() < deadline:
+        _db_release()
         events = bus.read(str(reply_id), after, 1000)
         for event_id, event, _data in events:
             after = event_id

@@ -74,7 +74,10 @@ if SECRET_KEY is None:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG or EMBEDDED else [])
 
 _default_db = f"sqlite:///{VERITY_DATA_DIR / 'verity.sqlite3'}" if EMBEDDED else None
-DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL", _default_db), base=BASE_DIR)}
+# PostgreSQL connections per process, pooled (0: connect per request/task, as before the pool).
+VERITY_DB_POOL = env_int("VERITY_DB_POOL", 8, minimum=0, maximum=1000)
+DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL", _default_db), base=BASE_DIR,
+                                          pool_size=VERITY_DB_POOL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A fresh clone has no var/ yet; SQLite cannot create the folder for its file.

@@ -44,6 +44,11 @@ def test_database_urls_parse_for_sqlite_and_postgres(tmp_path):
         "django.db.backends.postgresql", "u", "p@ss", "db.internal", "6543", "verity")
     assert pg["OPTIONS"] == {"sslmode": "require"}
     assert pg["CONN_MAX_AGE"] == 0  # ASGI: a persistent connection per request thread leaks (see config/env.py)
+    pooled = env.database_from_url("DATABASE_URL", "postgres://u@db:5432/verity?sslmode=require", base=tmp_path,
+                                   pool_size=8)
+    assert pooled["OPTIONS"] == {"sslmode": "require", "pool": {"min_size": 1, "max_size": 8, "timeout": 30}}
+    assert pooled["CONN_MAX_AGE"] == 0  # Django's pool requires it
+    assert "pool" not in env.database_from_url("DATABASE_URL", "sqlite:///x.db", base=tmp_path, pool_size=8)["OPTIONS"]
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
         env.database_from_url("DATABASE_URL", "mysql://x/y", base=tmp_path)
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
