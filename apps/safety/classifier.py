@@ -3,7 +3,10 @@
 Weights (`data/classifier.npz`, ~50 KB: a weight matrix, biases and the decision threshold, or,
 from `--mlp`, a GELU hidden layer before them, float16; plus the nearest-example reference set below)
 come from `python -m apps.safety.train_classifier`, which picks the thresholds on out-of-fold scores
-of its own corpus, never on the evaluation sets. A message is judged on every view of it that
+of its own corpus, never on the evaluation sets. The shipped head reads MiniLM with its top two layers
+fine-tuned for this task (`data/classifier_encoder.safetensors`, float16, an `embeddings.Branch`; see
+`apps.safety.tune_encoder`): the four shared layers run once per message, then the frozen top (the
+nearest signal and the pack scope keep reading it) and the tuned top. A message is judged on every view of it that
 `apps.safety.deobfuscate.views` produces (decoded payloads, present-tense rewrites, the paragraphs of
 a long wrapper); the most suspicious view decides. When 1 - P(benign) passes the threshold the
 finding names the likelier bad class: `harmful` and `injection` block, `offscope` (questions about
@@ -21,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +56,7 @@ class Weights(NamedTuple):
     bias: np.ndarray                  # (len(LABELS),)
     threshold: float
     nearest: nearest.Nearest | None = None  # the nearest-example signal; None in a head-only file
+    branch: Any = None  # `embeddings.Branch`: fine-tuned top encoder layers the head reads, or None
 
 
 _WEIGHTS: Weights | None = None
@@ -71,8 +75,41 @@ def load_weights(path: Path) -> Weights:
     if weight is None or bias is None:
         raise ValueError(f"{path} has no output layer (`weight`, `bias`)")
     threshold = float(data["threshold"]) if "threshold" in data.files else DEFAULT_THRESHOLD
+    branch = None
+    if "branch_first_layer" in data.files:
+        branch = load_branch(branch_path(path), int(data["branch_first_layer"]))
     return Weights(array("hidden_weight"), array("hidden_bias"), weight, bias, threshold,
-                   nearest.from_npz(data, path))
+                   nearest.from_npz(data, path), branch)
+
+
+def branch_path(weights_path: Path) -> Path:
+    """Where the fine-tuned encoder layers of a head stored at `weights_path` live."""
+    return weights_path.with_name(f"{weights_path.stem}_encoder.safetensors")
+
+
+def load_branch(path: Path, first_layer: int) -> Any:
+    """The fine-tuned top layers (`embeddings.Branch`) stored at `path`; a missing file raises."""
+    from safetensors.torch import load_file
+
+    from apps.safety.embeddings import Branch, get_model
+    from apps.safety.tune_encoder import merge_adapters
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m apps.safety.train_classifier`")
+    model = get_model()
+    return Branch(merge_adapters(model.w, load_file(str(path)), first_layer), first_layer, model.layers)
+
+
+def features_of(texts: list[str], weights: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """(base, head) features of `texts`: the sentence embeddings the nearest signal and the pack scope
+    use, and those the head reads (the fine-tuned branch's when the head has one, else the same)."""
+    from apps.safety.embeddings import embed_branched_cached, embed_cached
+
+    if weights.branch is None:
+        base = embed_cached(texts).numpy()
+        return base, base
+    base_t, top_t = embed_branched_cached(texts, weights.branch)
+    return base_t.numpy(), top_t.numpy()
 
 
 def _weights() -> Weights:
@@ -118,9 +155,8 @@ def head_scores(features: np.ndarray, weights: Weights) -> np.ndarray:
 
 def probabilities(texts: list[str]) -> np.ndarray:
     """(len(texts), len(LABELS)) class probabilities in `LABELS` order."""
-    from apps.safety.embeddings import embed_cached
-
-    return head_scores(embed_cached(texts).numpy(), _weights())
+    weights = _weights()
+    return head_scores(features_of(texts, weights)[1], weights)
 
 
 def _finding(probs: np.ndarray, view: str, near: bool, s_h: float) -> Finding | None:
@@ -147,12 +183,12 @@ def nearest_signal(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 def classifier_findings(text: str) -> list[Finding]:
     """At most one finding: the most severe class over all views of `text` (block beats refuse)."""
     from apps.safety.deobfuscate import views
-    from apps.safety.embeddings import embed_cached
 
     named = views(text)
-    features = embed_cached([view for _, view in named]).numpy()
-    probs = head_scores(features, _weights())
-    near, s_h, _ = nearest_signal(features)
+    weights = _weights()
+    base, head_features = features_of([view for _, view in named], weights)
+    probs = head_scores(head_features, weights)
+    near, s_h, _ = nearest_signal(base)
     found = [f for (name, _), row, hit, sim in zip(named, probs, near, s_h, strict=True)
              if (f := _finding(row, name, bool(hit), float(sim)))]
     if not found:

@@ -75,40 +75,51 @@ class MiniLM:
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self.dim = self.hidden
 
-    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        packed = self.q8.get(name)
+    def _linear(self, x: torch.Tensor, name: str, branch: Branch | None = None) -> torch.Tensor:
+        w, q8 = (branch.w, branch.q8) if branch is not None else (self.w, self.q8)
+        packed = q8.get(name)
         if packed is None:
-            return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
+            return F.linear(x, w[f"{name}.weight"], w[f"{name}.bias"])
         weight, scales = packed
         shape = x.shape
         rows = x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous()
-        y = torch._weight_int8pack_mm(rows, weight, scales).float() + self.w[f"{name}.bias"]
+        y = torch._weight_int8pack_mm(rows, weight, scales).float() + w[f"{name}.bias"]
         return y.reshape(*shape[:-1], -1)
 
-    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.layer_norm(x, (self.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.eps)
+    def _norm(self, x: torch.Tensor, name: str, branch: Branch | None = None) -> torch.Tensor:
+        w = branch.w if branch is not None else self.w
+        return F.layer_norm(x, (self.hidden,), w[f"{name}.weight"], w[f"{name}.bias"], self.eps)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """(len(texts), 384) float32, each row of unit length. Texts are batched by length so that
         a long one does not pad every short one to its size."""
+        return self.encode_branched(texts, None)[0]
+
+    def encode_branched(self, texts: list[str], branch: Branch | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The embeddings of `encode`, and with `branch` also those of the encoder whose top layers are
+        the branch's (the layers below it run once for both). The second is None without a branch."""
         if not texts:
-            return torch.zeros((0, self.dim))
+            return torch.zeros((0, self.dim)), (torch.zeros((0, self.dim)) if branch is not None else None)
         previous = torch.get_num_threads()
         if previous != ENCODER_THREADS:
             torch.set_num_threads(ENCODER_THREADS)
         try:
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
             out = torch.empty((len(texts), self.dim))
+            tuned = torch.empty((len(texts), self.dim)) if branch is not None else None
             for start in range(0, len(order), 32):
                 chunk = order[start: start + 32]
-                out[chunk] = self._encode_batch([texts[i] for i in chunk])
-            return out
+                base, top = self._encode_batch([texts[i] for i in chunk], branch)
+                out[chunk] = base
+                if tuned is not None and top is not None:
+                    tuned[chunk] = top
+            return out, tuned
         finally:
             if previous != ENCODER_THREADS:
                 torch.set_num_threads(previous)
 
     @torch.inference_mode()
-    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+    def _encode_batch(self, texts: list[str], branch: Branch | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = self.tokenizer.encode_batch(texts)
         ids = torch.tensor([e.ids for e in batch])                    # (B, T)
         mask = torch.tensor([e.attention_mask for e in batch])         # (B, T)
@@ -118,28 +129,61 @@ class MiniLM:
              + self.w["embeddings.position_embeddings.weight"][positions]
              + self.w["embeddings.token_type_embeddings.weight"][types])
         x = self._norm(x, "embeddings.LayerNorm")                      # (B, T, H)
-        bsz, seq, _ = x.shape
-        head_dim = self.hidden // self.heads
         # Additive mask for padded keys; a batch without padding (one message) needs none.
         bias = None if bool(mask.all()) else (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        for i in range(self.layers):
-            p = f"encoder.layer.{i}"
+        fork = branch.first_layer if branch is not None else self.layers
+        for i in range(fork):
+            x = self.layer(x, i, bias)
+        top = x
+        for i in range(fork, self.layers):
+            x = self.layer(x, i, bias)
+        if branch is None:
+            return pool(x, mask), None
+        for i in range(fork, self.layers):
+            top = self.layer(top, i, bias, branch)
+        return pool(x, mask), pool(top, mask)
 
-            def split(t: torch.Tensor) -> torch.Tensor:
-                return t.view(bsz, seq, self.heads, head_dim).transpose(1, 2)  # (B, nH, T, d)
+    def layer(self, x: torch.Tensor, i: int, bias: torch.Tensor | None, branch: Branch | None = None) -> torch.Tensor:
+        """Encoder layer `i` on hidden states `x` (B, T, H), with the branch's weights when given."""
+        bsz, seq, _ = x.shape
+        head_dim = self.hidden // self.heads
+        p = f"encoder.layer.{i}"
 
-            q = split(self._linear(x, f"{p}.attention.self.query"))
-            k = split(self._linear(x, f"{p}.attention.self.key"))
-            v = split(self._linear(x, f"{p}.attention.self.value"))
-            # softmax(q k^T / sqrt(d) + bias) v, fused: (B, nH, T, d)
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(head_dim))
-            context = attended.transpose(1, 2).reshape(bsz, seq, self.hidden)
-            x = self._norm(x + self._linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
-            inner = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
-            x = self._norm(x + self._linear(inner, f"{p}.output.dense"), f"{p}.output.LayerNorm")
-        weights = mask.unsqueeze(-1).float()
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return F.normalize(pooled, p=2, dim=1)
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(bsz, seq, self.heads, head_dim).transpose(1, 2)  # (B, nH, T, d)
+
+        q = split(self._linear(x, f"{p}.attention.self.query", branch))
+        k = split(self._linear(x, f"{p}.attention.self.key", branch))
+        v = split(self._linear(x, f"{p}.attention.self.value", branch))
+        # softmax(q k^T / sqrt(d) + bias) v, fused: (B, nH, T, d)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(head_dim))
+        context = attended.transpose(1, 2).reshape(bsz, seq, self.hidden)
+        x = self._norm(x + self._linear(context, f"{p}.attention.output.dense", branch),
+                       f"{p}.attention.output.LayerNorm", branch)
+        inner = F.gelu(self._linear(x, f"{p}.intermediate.dense", branch))
+        return self._norm(x + self._linear(inner, f"{p}.output.dense", branch), f"{p}.output.LayerNorm", branch)
+
+
+def pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, then L2 normalisation (the model's `1_Pooling` config)."""
+    weights = mask.unsqueeze(-1).float()
+    pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return F.normalize(pooled, p=2, dim=1)
+
+
+class Branch:
+    """Replacement weights for the encoder's top layers (from `first_layer` up), e.g. the input
+    classifier's fine-tuned ones: `encode_branched` runs the shared layers below once and then both
+    tops. Linear weights get the same int8 copies as the base encoder's."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], first_layer: int, layers: int) -> None:
+        expected = {k for k in weights if k.startswith("encoder.layer.")}
+        wanted = {int(k.split(".")[2]) for k in expected}
+        if not expected or wanted != set(range(first_layer, layers)):
+            raise ValueError(f"a branch from layer {first_layer} needs weights for layers {first_layer}-{layers - 1}")
+        self.first_layer = first_layer
+        self.w = {k: v.float().contiguous() for k, v in weights.items()}
+        self.q8 = int8_weights(self.w) if INT8 else {}
 
 
 @process_singleton
@@ -178,3 +222,35 @@ def embed_cached(texts: list[str]) -> torch.Tensor:
     if not texts:
         return torch.zeros((0, get_model().dim))
     return torch.stack([rows[t] for t in texts])
+
+
+_branch_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+
+def embed_branched_cached(texts: list[str], branch: Branch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base, branch) embeddings of `texts` in one encoder pass per missing text; both cached like
+    `embed_cached` (the base vectors in its cache, so the pack scope's later look is a hit). The
+    process keeps one branch: the cache is keyed by text only."""
+    base: dict[str, torch.Tensor] = {}
+    top: dict[str, torch.Tensor] = {}
+    with _cache_lock:
+        for text in texts:
+            if text in _cache and text in _branch_cache:
+                _cache.move_to_end(text)
+                _branch_cache.move_to_end(text)
+                base[text], top[text] = _cache[text], _branch_cache[text]
+    missing = list(dict.fromkeys(t for t in texts if t not in base))
+    if missing:
+        fresh, fresh_top = get_model().encode_branched(missing, branch)
+        assert fresh_top is not None
+        with _cache_lock:
+            for text, row, row_top in zip(missing, fresh, fresh_top, strict=True):
+                base[text] = _cache[text] = row.clone()
+                top[text] = _branch_cache[text] = row_top.clone()
+            for cache in (_cache, _branch_cache):
+                while len(cache) > CACHE_SIZE:
+                    cache.popitem(last=False)
+    if not texts:
+        empty = torch.zeros((0, get_model().dim))
+        return empty, empty
+    return torch.stack([base[t] for t in texts]), torch.stack([top[t] for t in texts])

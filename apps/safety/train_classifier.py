@@ -1,7 +1,14 @@
 """Train the input classifier: logistic regression on MiniLM sentence embeddings, threshold on validation.
 
-    python -m apps.safety.train_classifier            # writes apps/safety/data/classifier.npz
-    python -m apps.safety.train_classifier --mlp      # a small MLP head instead (see below)
+    python -m apps.safety.train_classifier            # writes apps/safety/data/classifier.npz and
+                                                      # classifier_encoder.safetensors (~15 min, 2 CPUs)
+    python -m apps.safety.train_classifier --tune-top 0          # linear head on the frozen encoder
+    python -m apps.safety.train_classifier --tune-top 0 --mlp    # a small MLP head instead (see below)
+
+By default the encoder's top two layers are fine-tuned together with a linear head
+(`apps.safety.tune_encoder`, `tuned_out_of_fold`); everything below about folds and thresholds applies
+to it alike, with the head's out-of-fold scores coming from one fine-tuning run per fold. The
+nearest-example signal keeps the frozen encoder's embeddings.
 
 The corpus is `apps/safety/data/corpus*.yaml`, written for Verity (benign domain questions and hard
 negatives, harmful requests across the HarmBench / Do-Not-Answer risk categories, prompt-injection
@@ -11,8 +18,9 @@ frames, so that the label depends on content, not phrasing. Evaluation sets (tes
 
 Method: class-balanced multinomial logistic regression. The block threshold on 1 - P(benign) is the
 lowest one that keeps the benign false-positive rate of *out-of-fold* scores at or under
-`--max-benign-fpr` (default 3%, the product's bound on benign messages blocked; the corpus's benign
-half is mostly hard negatives, so this is conservative); folds are grouped by core, so every phrasing
+`--max-benign-fpr` (default 2%: the product's bound on benign messages blocked is 3%, and the pack
+scope and the pack's rules block some benign messages by themselves; the corpus's benign half is
+mostly hard negatives); folds are grouped by core, so every phrasing
 of one core is on the same side of a split and the validation measures generalisation to unseen
 intents. The final weights are then fitted on the whole corpus and saved with that threshold.
 
@@ -46,8 +54,8 @@ import numpy as np
 import torch
 import yaml
 
-from apps.safety import nearest
-from apps.safety.classifier import LABELS, WEIGHTS_PATH, Weights, head_scores
+from apps.safety import nearest, tune_encoder
+from apps.safety.classifier import LABELS, WEIGHTS_PATH, Weights, branch_path, head_scores
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_PATH = DATA_DIR / "corpus.yaml"
@@ -236,7 +244,8 @@ def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float,
                    flagged: np.ndarray | None = None) -> float | None:
     """The lowest threshold on the bad score whose benign false-positive rate is <= `max_fpr`; with
     `flagged` (examples another check blocks anyway), the rate of the two together, or None when the
-    other check alone is over the bound."""
+    other check alone is over the bound, or when the threshold would have to pass `MAX_THRESHOLD`
+    (a head whose scores saturate on benign examples cannot keep the bound)."""
     flagged = np.zeros(len(bad), dtype=bool) if flagged is None else flagged
     allowed = int(np.floor(max_fpr * int(is_benign.sum()))) - int((flagged & is_benign).sum())
     benign_scores = np.sort(bad[is_benign & ~flagged])[::-1]
@@ -245,7 +254,11 @@ def pick_threshold(bad: np.ndarray, is_benign: np.ndarray, max_fpr: float,
     if allowed >= len(benign_scores):
         return 0.05
     # Block when score >= threshold: put it just above the (allowed+1)-th highest benign score.
-    return float(min(0.99, max(0.05, benign_scores[allowed] + 1e-6)))
+    threshold = max(0.05, float(benign_scores[allowed]) + 1e-6)
+    return threshold if threshold <= MAX_THRESHOLD else None
+
+
+MAX_THRESHOLD = 0.99
 
 
 def core_vectors(features: np.ndarray, rows: list[Example]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -308,19 +321,80 @@ def pick_nearest(bad: np.ndarray, s_h: np.ndarray, s_b: np.ndarray, labels: np.n
     return best[2], best[1], best[3]
 
 
+def tuned_out_of_fold(texts: list[str], labels: torch.Tensor, groups: list[str], config: tune_encoder.TuneConfig,
+                      *, folds: int = 5, seed: int = 1) -> tuple[np.ndarray, tune_encoder.Model]:
+    """Out-of-fold class probabilities of fine-tuned top layers + head (one run per fold, the same
+    grouped folds as `out_of_fold`), and the final model fitted on the whole corpus."""
+    import time
+
+    from safetensors.torch import load_file
+
+    from apps.safety.embeddings import get_model, model_dir
+
+    encoder = get_model()
+    weights = {k: v.float() for k, v in load_file(str(model_dir() / "model.safetensors")).items()}
+    first_layer = encoder.layers - config.top_layers
+    started = time.monotonic()
+    cache = tune_encoder.build_cache(texts, weights, encoder.tokenizer.__class__.from_str(encoder.tokenizer.to_str()),
+                                     encoder.layers, first_layer)
+    print(f"frozen layers 0-{first_layer - 1} over {len(texts)} examples: {time.monotonic() - started:.0f} s", flush=True)
+    assignment = fold_assignment(groups, folds, seed)
+    scores = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+
+    def run(train_idx: np.ndarray, run_seed: int, name: str) -> tune_encoder.Model:
+        steps = -(-len(train_idx) // config.batch) * config.epochs
+        done, recent = [0], []
+
+        def progress(loss: float) -> None:
+            done[0] += 1
+            recent.append(loss)
+            if done[0] % 50 == 0 or done[0] == steps:
+                print(f"  {name}: step {done[0]}/{steps} loss {np.mean(recent[-50:]):.4f} "
+                      f"({time.monotonic() - started:.0f} s)", flush=True)
+
+        probe = train(cache.pooled[train_idx], labels[train_idx])
+        return tune_encoder.fit(cache, labels, train_idx, weights, config, layers=encoder.layers, seed=run_seed,
+                                class_weight=_class_weight(labels[train_idx]), probe=probe, progress=progress)
+
+    for fold in range(folds):
+        held = assignment == fold
+        model = run(np.flatnonzero(~held), fold, f"fold {fold + 1}/{folds}")
+        scores[held] = tune_encoder.predict(model, cache, np.flatnonzero(held))
+    final = run(np.arange(len(texts)), 99, "final (whole corpus)")
+    return scores, final
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=WEIGHTS_PATH)
-    parser.add_argument("--max-benign-fpr", type=float, default=0.03)
+    parser.add_argument("--max-benign-fpr", type=float, default=0.02,
+                        help="the classifier's share of the 3%% bound on benign messages blocked (the pack "
+                             "scope and rules block some benign messages too)")
     parser.add_argument("--mlp", action="store_true", help="a one-hidden-layer MLP head, not the linear model")
+    parser.add_argument("--tune-top", type=int, default=tune_encoder.TuneConfig.top_layers,
+                        help="fine-tune the encoder's top K layers with a linear head (0: the head alone on "
+                             "the frozen encoder, as before; see apps/safety/tune_encoder.py)")
+    parser.add_argument("--lora-rank", type=int, default=tune_encoder.TuneConfig.lora_rank,
+                        help="with --tune-top: train rank-R adapters on the layers' linear maps (0: the layers)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads while training")
     args = parser.parse_args(argv)
+    if args.mlp and args.tune_top:
+        parser.error("--mlp trains a head on the frozen encoder: pass --tune-top 0 with it")
     from apps.safety.embeddings import embed
 
+    torch.set_num_threads(args.threads)
     rows = expand(load_corpus())
     texts = [r.text for r in rows]
     labels = torch.tensor([r.label for r in rows])
     features = torch.cat([embed(texts[i: i + 64]) for i in range(0, len(texts), 64)])
-    oof, epochs = out_of_fold(features, labels, [r.group for r in rows], mlp=args.mlp)
+    tuned: tune_encoder.Model | None = None
+    if args.tune_top:
+        # The head reads the fine-tuned top layers; the nearest signal keeps the frozen embeddings.
+        oof, tuned = tuned_out_of_fold(texts, labels, [r.group for r in rows],
+                                       tune_encoder.TuneConfig(top_layers=args.tune_top, lora_rank=args.lora_rank))
+        epochs: list[int] = []
+    else:
+        oof, epochs = out_of_fold(features, labels, [r.group for r in rows], mlp=args.mlp)
     bad, is_benign = 1.0 - oof[:, 0], (labels == 0).numpy()
     head_only = pick_threshold(bad, is_benign, args.max_benign_fpr)
     s_h, s_b = out_of_fold_similarities(features.numpy(), rows)
@@ -335,7 +409,19 @@ def main(argv: list[str] | None = None) -> None:
     reference = nearest.fit(vectors, is_harmful, min_similarity=t, min_margin=m)
     stored = nearest.to_arrays(vectors, is_harmful, reference)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    if not args.mlp:
+    if tuned is not None:
+        from safetensors.torch import save_file
+
+        first_layer = int(tuned.layers[0].prefix.split(".")[-1])
+        # LoRA: only the adapters are stored (merged into the base layers at load); else the layers.
+        branch = {k: v.to(torch.float16).contiguous()
+                  for k, v in (tuned.adapters() or tuned.branch_weights()).items()}
+        save_file(branch, str(branch_path(args.output)), metadata={"first_layer": str(first_layer)})
+        np.savez_compressed(args.output, weight=tuned.head.weight.detach().numpy().astype(np.float32),
+                            bias=tuned.head.bias.detach().numpy().astype(np.float32),
+                            threshold=np.float32(threshold), labels=np.array(LABELS),
+                            branch_first_layer=np.int64(first_layer), **stored)
+    elif not args.mlp:
         weight, bias = train(features, labels)
         np.savez_compressed(args.output, weight=weight.astype(np.float32), bias=bias.astype(np.float32),
                             threshold=np.float32(threshold), labels=np.array(LABELS), **stored)
@@ -348,16 +434,23 @@ def main(argv: list[str] | None = None) -> None:
             **stored)
     counts = {name: int((labels == i).sum()) for i, name in enumerate(LABELS)}
     print(json.dumps({
-        "examples": len(rows), "per_label": counts, "model": f"mlp-{HIDDEN}" if args.mlp else "linear",
+        "examples": len(rows), "per_label": counts,
+        "model": f"tuned-top-{args.tune_top}" if tuned is not None else f"mlp-{HIDDEN}" if args.mlp else "linear",
         "fold_epochs": epochs, "threshold": round(threshold, 4),
         "nearest": {"cores_harmful": int(is_harmful.sum()), "cores_benign": int((~is_harmful).sum()),
                     "dimensions": nearest.DIMENSIONS, "min_similarity": t, "min_margin": m},
         "validation": {
-            "head_alone": {"threshold": round(head_only, 4), **rates(bad >= head_only)},
+            "head_alone": ({"threshold": round(head_only, 4), **rates(bad >= head_only)}
+                           if head_only is not None else None),
             "nearest_alone": rates(flagged),
             "combined": rates((bad >= threshold) | flagged),
+            # The head alone at other benign budgets, to see what the bound costs.
+            "head_alone_at": {f"{budget:.3f}": {"threshold": round(t_at, 4), **rates(bad >= t_at)}
+                              for budget in (0.01, 0.02, 0.03)
+                              if (t_at := pick_threshold(bad, is_benign, budget)) is not None},
         },
-        "output": str(args.output), "bytes": args.output.stat().st_size}))
+        "output": str(args.output), "bytes": args.output.stat().st_size,
+        "branch_bytes": branch_path(args.output).stat().st_size if tuned is not None else 0}))
 
 if __name__ == "__main__":
     main()

@@ -56,6 +56,30 @@ def test_weights_file_is_small_and_matches_the_embedding_size():
     assert WEIGHTS_PATH.stat().st_size < 64 * 1024
 
 
+def test_the_head_reads_the_fine_tuned_top_two_encoder_layers():
+    """The shipped head comes with MiniLM's top two layers fine-tuned (float16, about 7 MB), and the
+    served classifier runs them as a branch beside the frozen ones."""
+    import torch
+    from safetensors import safe_open
+
+    from apps.safety import classifier
+    from apps.safety.embeddings import get_model
+
+    data = np.load(WEIGHTS_PATH)
+    assert int(data["branch_first_layer"]) == 4
+    path = classifier.branch_path(WEIGHTS_PATH)
+    assert path.stat().st_size < 8 * 1024 * 1024
+    with safe_open(str(path), "pt") as stored:
+        keys = set(stored.keys())
+        assert stored.metadata()["first_layer"] == "4"
+        assert {stored.get_tensor(k).dtype for k in keys} == {torch.float16}
+    assert {int(k.split(".")[2]) for k in keys} == {4, 5} and len(keys) == 2 * 16  # 6 linears, 2 norms
+    served = classifier._weights()
+    assert served.branch is not None and served.branch.first_layer == 4
+    name = "encoder.layer.5.attention.self.query.weight"
+    assert not torch.equal(served.branch.w[name], get_model().w[name])
+
+
 def test_mlp_head_scores_match_torch_and_a_linear_file_still_loads(tmp_path):
     """The numpy forward pass of the stored head is the trainer's torch module, and a file without a
     hidden layer is read as the linear softmax model."""
