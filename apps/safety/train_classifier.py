@@ -1,7 +1,7 @@
 """Train the input classifier: logistic regression on MiniLM sentence embeddings, threshold on validation.
 
     python -m apps.safety.train_classifier            # writes apps/safety/data/classifier.npz and
-                                                      # classifier_encoder.safetensors (~15 min, 2 CPUs)
+                                                      # classifier_encoder.safetensors (~10 min, 2 CPUs)
     python -m apps.safety.train_classifier --tune-top 0          # linear head on the frozen encoder
     python -m apps.safety.train_classifier --tune-top 0 --mlp    # a small MLP head instead (see below)
 
