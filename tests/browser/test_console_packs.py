@@ -79,13 +79,17 @@ def test_expert_edits_evaluates_approver_publishes_and_rolls_back(page, page_log
     assert page.get_by_test_id("approve").count() == 0  # an expert holds no approval right
     assert _run_eval(page, shot="console-eval-passed.png") == "passed"
 
-    # An admin drafts a version without the structuring rule: its evaluation fails, and as its
-    # author the admin cannot approve it anyway.
+    # An admin drafts a version with an over-broad rule that blocks ordinary questions about interest:
+    # its evaluation fails (the compound-interest case must be answered), and as its author the admin
+    # cannot approve it anyway. (Removing a refusal rule no longer makes a sure failure: the input
+    # classifier blocks the structuring case by itself.)
     console_login(page, server, "con-admin", draft_url)
     page.goto(original_url)
     page.locator("details summary").click()
     data = yaml.safe_load(page.locator("textarea[name=yaml]").input_value())
-    data["risk_rules"] = [rule for rule in data["risk_rules"] if rule["id"] != "fin.structuring"]
+    data["risk_rules"].append({"id": "fin.overbroad", "description": "Blocks every question about interest.",
+                               "stage": "input", "action": "block", "refusal": "illegal",
+                               "patterns": [r"\binterest\b"]})
     page.locator("textarea[name=yaml]").fill(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     page.get_by_test_id("save-yaml").click()
     page.wait_for_selector("[data-testid='pack-status']:text('draft')")
