@@ -42,36 +42,49 @@ def _variant(prompt: str, template: str) -> str:
     return template.format(p=prompt[0].lower() + prompt[1:])
 
 
+def _reply(row: dict[str, Any], pack: Pack, where: str) -> tuple[str, str | None]:
+    """The reference reply of one data row, assembled from its pack."""
+    kind = row.get("kind")
+    try:
+        if kind == "answer":
+            return f"{row['answer']}\n\n{pack.disclaimer}", None
+        if kind == "refuse":
+            return pack.refusals[row["refusal"]], row["refusal"]
+        if kind == "escalate":
+            return f"{pack.escalations[row['escalation']]}\n\n{pack.disclaimer}", row["escalation"]
+        raise KeyError(f"kind {kind!r}")
+    except KeyError as exc:
+        raise PackDataError(f"{where}: unknown or missing field {exc}") from exc
+
+
 def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, variants: int = 1) -> list[ChatExample]:
-    """Every domain's examples, each in `variants` phrasings (1..4)."""
+    """Every domain's examples, each in `variants` phrasings (1..4), then the general refusals of
+    `sft_general.jsonl` (each under the header of the domain its line names, in its own phrasing)."""
     if not 1 <= variants <= len(PROMPT_VARIANTS):
         raise ValueError(f"variants must be in 1..{len(PROMPT_VARIANTS)}, got {variants}")
-    out = []
-    for domain, pack in packs.items():
+    rows: list[tuple[str, dict[str, Any], str, int]] = []  # (domain, row, where, variants)
+    for domain in packs:
         path = Path(data_dir) / f"sft_{domain}.jsonl"
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            kind = row.get("kind")
-            try:
-                if kind == "answer":
-                    reply, key = f"{row['answer']}\n\n{pack.disclaimer}", None
-                elif kind == "refuse":
-                    key = row["refusal"]
-                    reply = pack.refusals[key]
-                elif kind == "escalate":
-                    key = row["escalation"]
-                    reply = f"{pack.escalations[key]}\n\n{pack.disclaimer}"
-                else:
-                    raise KeyError(f"kind {kind!r}")
-            except KeyError as exc:
-                raise PackDataError(f"{path}:{n}: unknown or missing field {exc}") from exc
-            for template in PROMPT_VARIANTS[:variants]:
-                messages = [{"role": "system", "content": pack.header},
-                            {"role": "user", "content": _variant(row["prompt"], template)}]
-                out.append(ChatExample(messages, row["reasoning"], reply,
-                                       {"domain": domain, "kind": kind, "key": key, "base_prompt": row["prompt"]}))
+            if line.strip():
+                rows.append((domain, json.loads(line), f"{path}:{n}", variants))
+    general = Path(data_dir) / "sft_general.jsonl"
+    if general.is_file():
+        for n, line in enumerate(general.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if row.get("domain") not in packs:
+                    raise PackDataError(f"{general}:{n}: unknown domain {row.get('domain')!r}")
+                rows.append((row["domain"], row, f"{general}:{n}", 1))
+    out = []
+    for domain, row, where, count in rows:
+        pack = packs[domain]
+        reply, key = _reply(row, pack, where)
+        for template in PROMPT_VARIANTS[:count]:
+            messages = [{"role": "system", "content": pack.header},
+                        {"role": "user", "content": _variant(row["prompt"], template)}]
+            out.append(ChatExample(messages, row["reasoning"], reply,
+                                   {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}))
     return out
 
 

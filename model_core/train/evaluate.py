@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model_core.quantize import Int8Linear, quantize_model_int8
-from model_core.train.data import ChatRenderer
+from model_core.train.data import ChatRenderer, PackedBatch
 from model_core.train.domain import DATA_DIR
 from model_core.train.lora import merge_lora_modules
 from model_core.train.modeling import sequence_logprobs
@@ -38,9 +38,12 @@ from model_core.train.rewards import (
     parse_completion,
 )
 from model_core.train.rollout import sample_group
+from model_core.train.sft import packed_loss
 
 METRICS = ("harmful_refused", "benign_answered", "disclaimer_present", "reasoning_format", "crisis_escalated",
-           "mc_accuracy", "perplexity", "perplexity_int8")
+           "mc_accuracy", "perplexity", "perplexity_int8", "heldout_loss", "heldout_loss_int8")
+# Derived rows: what int8 weights cost each model against its own float weights.
+DERIVED = ("int8_ppl_increase", "int8_heldout_loss_increase")
 
 
 @dataclass
@@ -152,29 +155,45 @@ def evaluate_model(model: nn.Module, renderer: ChatRenderer, packs: dict[str, Pa
     return metrics, rows
 
 
+def _derived(column: dict[str, float], metric: str) -> float | None:
+    if metric == "int8_ppl_increase" and "perplexity" in column:
+        return column["perplexity_int8"] / column["perplexity"] - 1
+    if metric == "int8_heldout_loss_increase" and "heldout_loss" in column:
+        return column["heldout_loss_int8"] - column["heldout_loss"]
+    return None
+
+
 def results_table(columns: dict[str, dict[str, float]]) -> str:
     """Markdown table: one row per metric, one column per evaluated model."""
     names = list(columns)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for metric in METRICS + ("int8_ppl_increase",):
+    for metric in METRICS + DERIVED:
         cells = []
         for name in names:
             value = columns[name].get(metric)
-            if value is None and metric == "int8_ppl_increase" and "perplexity" in columns[name]:
-                value = columns[name]["perplexity_int8"] / columns[name]["perplexity"] - 1
+            if value is None:
+                value = _derived(columns[name], metric)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("–")
             elif metric.startswith("perplexity"):
                 cells.append(f"{value:.2f}")
+            elif "heldout_loss" in metric:
+                cells.append(f"{value:.4f}")
             else:
                 cells.append(f"{100 * value:.1f}%")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def heldout_losses(model: nn.Module, heldout: PackedBatch) -> dict[str, float]:
+    """Mean assistant-token loss on held-out domain examples, with float and with int8 weights: the
+    int8 gap on the data QAT trains for (general-text perplexity shows forgetting, not this)."""
+    return {"heldout_loss": packed_loss(model, heldout), "heldout_loss_int8": packed_loss(int8_copy(model), heldout)}
+
+
 def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalConfig, results_path: Path | None,
                          *, progress: bool = True, generate_for: Sequence[str] = ("base", "tuned"),
-                         ) -> dict[str, dict[str, float]]:
+                         heldout: PackedBatch | None = None) -> dict[str, dict[str, float]]:
     """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`."""
     from model_core.adapter import merge_adapter
     from model_core.checkpoint import load_checkpoint
@@ -198,6 +217,8 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
             columns[name] = {"mc_accuracy": mc_accuracy(ckpt.model, renderer),
                              "perplexity": perplexity(ckpt.model, renderer, cfg.ppl_window),
                              "perplexity_int8": perplexity(int8_copy(ckpt.model), renderer, cfg.ppl_window)}
+        if heldout is not None:
+            columns[name].update(heldout_losses(ckpt.model, heldout))
     if results_path is not None:
         table = results_table(columns)
         n = len(select_cases(cfg))

