@@ -17,7 +17,13 @@ from model_core.checkpoint import load_checkpoint
 from model_core.train.data import ChatRenderer
 from model_core.train.evaluate import generate_all
 from model_core.train.packs import DOMAINS, load_pack_evals, load_packs
-from model_core.train.rewards import disclaimer_present, format_ok, is_escalation, is_refusal, parse_completion
+from model_core.train.rewards import (
+    disclaimer_present,
+    format_ok,
+    is_escalation,
+    is_refusal,
+    parse_completion,
+)
 
 SHIPPED = Path(__file__).resolve().parents[3] / "model_core" / "adapters" / "r1-domain" / "adapter.safetensors"
 
