@@ -1,8 +1,10 @@
 """The LangChain chat model over the in-process engine: invoke, stream, LCEL, usage, reasoning.
 
-The real bundled checkpoint (SmolLM2, not an R1 model) answers the invoke/stream/chain tests. No R1
-checkpoint can run on this machine, so the reasoning mapping is checked against the conftest's
-stand-in engine, which streams a reasoning part then an answer exactly as generation_stream does.
+The Zero profile (the untouched bundled SmolLM2, which answers without reasoning) answers the
+invoke/stream/chain tests, whose few-token budgets check text, usage and stops. R1 serves the bundled
+base plus the r1-domain adapter, which spends its first tokens on reasoning; the reasoning mapping is
+checked against the conftest's stand-in engine, which streams a reasoning part then an answer exactly
+as generation_stream does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from apps.inference.chat_model import VerityChatModel, messages_to_chat
 
 
 def test_invoke_with_the_real_model_returns_text_usage_and_finish_reason(real_model):
-    model = VerityChatModel(temperature=0, max_tokens=8)
+    model = VerityChatModel(profile="zero", temperature=0, max_tokens=8)
     message = model.invoke([SystemMessage("Answer briefly."), HumanMessage("What is a bond?")])
     assert isinstance(message, AIMessage) and message.content.strip()
     usage = message.usage_metadata
@@ -35,18 +37,18 @@ def test_invoke_with_the_real_model_returns_text_usage_and_finish_reason(real_mo
 
 
 def test_max_tokens_and_stop_are_applied(real_model):
-    model = VerityChatModel(temperature=0, max_tokens=4)
+    model = VerityChatModel(profile="zero", temperature=0, max_tokens=4)
     message = model.invoke("Count from one to ten.")
     assert message.usage_metadata["output_tokens"] <= 4
-    free = VerityChatModel(temperature=0, max_tokens=16).invoke("Count from one to ten.").content
+    free = VerityChatModel(profile="zero", temperature=0, max_tokens=16).invoke("Count from one to ten.").content
     stop = free.strip()[4:7]
-    stopped = VerityChatModel(temperature=0, max_tokens=16).invoke("Count from one to ten.", stop=[stop])
+    stopped = VerityChatModel(profile="zero", temperature=0, max_tokens=16).invoke("Count from one to ten.", stop=[stop])
     assert stop not in stopped.content and free.startswith(stopped.content)
 
 
 def test_an_lcel_chain_prompt_then_model(real_model):
     prompt = ChatPromptTemplate.from_messages([("system", "You explain {topic} terms."), ("human", "{question}")])
-    chain = prompt | VerityChatModel(temperature=0, max_tokens=6)
+    chain = prompt | VerityChatModel(profile="zero", temperature=0, max_tokens=6)
     message = chain.invoke({"topic": "finance", "question": "What is APR?"})
     assert isinstance(message, AIMessage) and message.content.strip()
     streamed = "".join(chunk.content for chunk in chain.stream({"topic": "finance", "question": "What is APR?"}))
