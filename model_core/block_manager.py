@@ -32,16 +32,21 @@ GROW_STEP = 256  # the least a growth adds, so a sequence beyond its reservation
 class BatchView:
     """One decode step over rows 0..n-1: each row appends one token at its own position."""
 
-    def __init__(self, pool: DecodePool, lengths: torch.Tensor, longest: int) -> None:
+    def __init__(self, pool: DecodePool, lengths: torch.Tensor, kv_lens: list[int]) -> None:
         self.pool = pool
         self.lengths = lengths  # [n] tokens stored per row before this step = the new token's position
         self.rows = torch.arange(lengths.shape[0], device=lengths.device)
+        longest = max(kv_lens)
         self.span = longest + 1  # keys the step reads: up to and including the longest row's new token
         self.length = longest  # `past` for the model; only meaningful (and only used) when n == 1
         n = lengths.shape[0]
+        # keys each row reads (its own, up to its new token): model.rowwise_decode_attention attends to
+        # exactly these, so a row's output does not depend on the rows beside it
+        self.row_spans: list[int] | None = None
         if n == 1:
             self.attention_mask = None  # one row: the plain fused decode path, nothing to hide
         else:
+            self.row_spans = [n_kv + 1 for n_kv in kv_lens]
             keys = torch.arange(self.span, device=lengths.device)
             self.attention_mask = (keys[None, :] <= lengths[:, None]).view(n, 1, 1, self.span)
 
@@ -150,5 +155,6 @@ class DecodePool:
         for s in self.seqs:
             if s.kv_len + 1 > self.capacity:
                 self._ensure(len(self.seqs), s.kv_len + 1)
-        lengths = torch.tensor([s.kv_len for s in self.seqs], device=self.device)
-        return BatchView(self, lengths, max(s.kv_len for s in self.seqs)), lengths[:, None]
+        kv_lens = [s.kv_len for s in self.seqs]
+        lengths = torch.tensor(kv_lens, device=self.device)
+        return BatchView(self, lengths, kv_lens), lengths[:, None]

@@ -26,6 +26,7 @@ class KVCache:
     """Keys and values of `batch` sequences of up to `max_len` tokens, for every layer."""
 
     attention_mask = None  # every row has the same length: the model's causal masking suffices
+    row_spans = None  # likewise: no per-row key spans (block_manager.BatchView has them)
 
     def __init__(self, config: ModelConfig, max_len: int, *, batch: int = 1, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> None:

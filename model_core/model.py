@@ -110,13 +110,35 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int)
 
 def ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Fused attention for a batch of rows of different lengths: q [B,H,T,D], k/v [B,Hkv,S,D], `mask`
-    [B,1,T,S] boolean (True: the key is visible), supplied by the cache that padded the rows."""
+    [B,1,T,S] boolean (True: the key is visible), supplied by the cache that padded the rows.
+
+    Not batch-invariant: the fused kernel's reductions run over the padded length S, so a row's output
+    depends, in its last bits, on the longest row beside it. Decode steps use `rowwise_decode_attention`."""
     b, h, t, d = q.shape
     hkv = k.shape[1]
     if t == 1:  # decode: the query heads of one kv head as rows of a single "head", as in sdpa_attention
         out = F.scaled_dot_product_attention(q.reshape(b, hkv, h // hkv, d), k, v, attn_mask=mask)
         return out.reshape(b, h, 1, d)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=hkv != h)
+
+
+def rowwise_decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: list[int]) -> torch.Tensor:
+    """One decode step over rows of different lengths, batch-invariant: q [B,H,1,D], k/v [B,Hkv,S,D]
+    (padded, possibly stored in a narrower dtype than q), row i attending to its first `spans[i]` keys.
+
+    Each row makes exactly the call a row decoding alone makes (`sdpa_attention`, t == 1) on exactly
+    its own keys, so its output is bit for bit the output it has alone, whatever rows share the step.
+    One fused call over the padded batch (`ragged_attention`) is not: its reductions run over the
+    longest row's length, and the int8 kernel's bfloat16 activations amplify those last-bit differences
+    until a greedy token flips (issue 4 check 1). The cost is one small kernel call per row and layer
+    (benchmarks/RESULTS.md, session 9)."""
+    outs = []
+    for i, span in enumerate(spans):
+        ki, vi = k[i:i + 1, :, :span], v[i:i + 1, :, :span]
+        if ki.dtype != q.dtype:  # a cache stored in a narrower dtype: attend to its rounded K/V
+            ki, vi = ki.to(q.dtype), vi.to(q.dtype)
+        outs.append(sdpa_attention(q[i:i + 1], ki, vi, span - 1))
+    return torch.cat(outs)
 
 
 class Attention(nn.Module):
@@ -143,6 +165,9 @@ class Attention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.update(layer, k, v)  # now [B,Hkv,past+T,D]
+            spans = cache.row_spans  # a decode step over rows of different lengths (block_manager.BatchView)
+            if spans is not None and t == 1 and attention != "reference":
+                return self.wo(rowwise_decode_attention(q, k, v, spans).transpose(1, 2).reshape(b, t, q_out))
             if k.dtype != q.dtype:  # a cache stored in a narrower dtype: attend to its rounded K/V
                 k, v = k.to(q.dtype), v.to(q.dtype)
             mask = cache.attention_mask  # rows of different lengths in one batch (block_manager.BatchView)
