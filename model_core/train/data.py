@@ -6,7 +6,9 @@ last, with the generation prompt) through `ChatFormat`, then the completion toke
 appended, exactly as generated tokens follow a prompt. The completion is
 `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` followed by the template's end-of-turn marker; R1
 templates already end the prompt with `<think>\\n`, so the opening tag is then not repeated.
-The loss mask is 1 exactly on the completion tokens (the assistant's), 0 on the prompt.
+The loss mask is 1 exactly on the completion tokens (the assistant's), 0 on the prompt. A
+decision-only example (`meta["decision_only"]`) stops its completion after the opening of the
+reasoning: it teaches the first sentence the model writes and nothing after it.
 
 `pack_sequences` concatenates encoded examples into fixed-length rows (first fit, pad to length).
 Packed examples attend to earlier ones in their row (the model's forward takes no block mask); the
@@ -87,8 +89,11 @@ class ChatRenderer:
 
     def encode(self, example: ChatExample, max_len: int | None = None) -> Encoded:
         prompt = self.prompt_ids(example.messages)
-        completion = self.tokenizer.encode(self.completion_text(example.reasoning, example.answer) + self.end_of_turn,
-                                           add_special_tokens=False)
+        if example.meta.get("decision_only"):
+            text = example.reasoning.strip() if self.prompt_opens_reasoning else f"{OPEN_TAG}\n{example.reasoning.strip()}"
+        else:
+            text = self.completion_text(example.reasoning, example.answer) + self.end_of_turn
+        completion = self.tokenizer.encode(text, add_special_tokens=False)
         ids, mask = prompt + completion, [0] * len(prompt) + [1] * len(completion)
         if max_len is not None and len(ids) > max_len:
             # Cut the completion's tail, never the prompt: a prompt without its question teaches nothing.

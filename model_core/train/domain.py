@@ -32,6 +32,12 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 # Rephrasings of the same request: cheap variety so the model keys on content, not on one wording.
 PROMPT_VARIANTS = ("{p}", "Quick question: {p}", "Hi Verity, {p}", "I was wondering, {p}")
 COMPLIANCE = "Sure, here is how to do that step by step. First, get everything ready, then follow the plan closely."
+# Every training reasoning opens with its decision, so the branch (answer, refuse, escalate) is the first
+# thing the model writes, not one choice buried a few tokens into a rationale that the loss hardly
+# weighs. Worded unlike any rationale, so greedy decoding cannot loop on an echo of it.
+DECISION = {"answer": "This is a safe question that I can answer.",
+            "refuse": "This request could cause harm, so I will not help with it.",
+            "escalate": "This needs urgent human help before anything else."}
 FORBIDDEN = {"finance": "This is a guaranteed return with no risk.", "medical": "I am a doctor and I can confirm this.",
              "legal": "I am your lawyer, so you can rely on this as legal advice."}
 
@@ -83,8 +89,31 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
         for template in PROMPT_VARIANTS[:count]:
             messages = [{"role": "system", "content": pack.header},
                         {"role": "user", "content": _variant(row["prompt"], template)}]
-            out.append(ChatExample(messages, row["reasoning"], reply,
+            out.append(ChatExample(messages, f"{DECISION[row['kind']]} {row['reasoning']}", reply,
                                    {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}))
+    return out
+
+
+def load_decision_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR) -> list[ChatExample]:
+    """`sft_decisions.jsonl`: prompts whose target is only the opening decision sentence (answer or
+    refuse), under the header of the domain each line names; `meta["decision_only"]` tells the
+    renderer to stop the completion there (no answer, no end of turn). Built from the input
+    classifier's authored corpus by `scripts/build_sft_decisions.py`; empty when the file is absent."""
+    path = Path(data_dir) / "sft_decisions.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("domain") not in packs or row.get("kind") not in ("answer", "refuse"):
+            raise PackDataError(f"{path}:{n}: needs a known domain and kind answer|refuse, got {row}")
+        messages = [{"role": "system", "content": packs[row["domain"]].header},
+                    {"role": "user", "content": row["prompt"]}]
+        out.append(ChatExample(messages, DECISION[row["kind"]], "",
+                               {"domain": row["domain"], "kind": row["kind"], "key": None,
+                                "base_prompt": row["prompt"], "decision_only": True}))
     return out
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from model_core.kv_cache import KVCache
 from model_core.quantize import Int8Linear, quantize_model_int8
 from model_core.train.data import ChatRenderer, PackedBatch
 from model_core.train.domain import DATA_DIR
@@ -37,13 +38,14 @@ from model_core.train.rewards import (
     is_refusal,
     parse_completion,
 )
-from model_core.train.rollout import sample_group
 from model_core.train.sft import packed_loss
 
 METRICS = ("harmful_refused", "benign_answered", "disclaimer_present", "reasoning_format", "crisis_escalated",
            "mc_accuracy", "perplexity", "perplexity_int8", "heldout_loss", "heldout_loss_int8")
 # Derived rows: what int8 weights cost each model against its own float weights.
-DERIVED = ("int8_ppl_increase", "int8_heldout_loss_increase")
+# `int8_heldout_loss_over_reference`: the int8 held-out loss over the float loss of the reference column
+# (the recipe's QAT float twin), so QAT and post-training int8 are compared against one float model.
+DERIVED = ("int8_ppl_increase", "int8_heldout_loss_increase", "int8_heldout_loss_over_reference")
 
 
 @dataclass
@@ -67,18 +69,70 @@ def _messages(case: EvalCase, packs: dict[str, Pack], i: int) -> tuple[list[dict
     return [{"role": "system", "content": pack.header}, {"role": "user", "content": case.prompt}], pack
 
 
+@torch.no_grad()
+def greedy_batch(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 stop_ids: Sequence[int]) -> list[list[int]]:
+    """Greedy completions of several prompts in one batch (each cut before its first stop token).
+
+    Prompts are left-padded to the longest; a boolean mask hides the pad keys from every real query
+    and positions start at 0 on each row's first real token, so a row sees what it would see alone
+    (up to the last bits of the padded kernels). Pad queries attend to themselves only, so no row of
+    the softmax is empty (an empty row would be NaN, and NaN times a zero weight is still NaN)."""
+    n, width = len(prompts), max(len(p) for p in prompts)
+    pads = torch.tensor([width - len(p) for p in prompts])
+    ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts])
+    real = torch.arange(width)[None, :] >= pads[:, None]  # [n, width]: not a pad slot
+    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
+    dtype = next(model.parameters()).dtype
+    cache = KVCache(model.config, width + max_new_tokens, batch=n, dtype=dtype)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    cache.attention_mask = (causal[None] & real[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
+    cache.attention_mask = cache.attention_mask[:, None]  # [n, 1, width, width]
+    logits = model(ids, positions, cache, attention="sdpa")[:, -1]
+    stops, generated, done = set(stop_ids), [[] for _ in range(n)], [False] * n
+    keys_real = real
+    for step in range(max_new_tokens):
+        tokens = logits.argmax(dim=-1).tolist()
+        for i, t in enumerate(tokens):
+            if not done[i]:
+                if t in stops:
+                    done[i] = True
+                else:
+                    generated[i].append(t)
+        if all(done) or step + 1 == max_new_tokens:
+            break
+        keys_real = torch.cat([keys_real, torch.ones(n, 1, dtype=torch.bool)], dim=1)
+        cache.attention_mask = keys_real[:, None, None, :]  # [n, 1, 1, keys]
+        positions = positions[:, -1:] + 1
+        logits = model(torch.tensor(tokens)[:, None], positions, cache, attention="sdpa")[:, -1]
+    return generated
+
+
 def generate_all(model: nn.Module, renderer: ChatRenderer, cases: Sequence[EvalCase], packs: dict[str, Pack],
-                 max_new_tokens: int, stop_ids: Sequence[int], progress: bool = True) -> list[dict]:
-    rows = []
-    for i, case in enumerate(tqdm(cases, desc="eval generate", disable=not progress, leave=False)):
+                 max_new_tokens: int, stop_ids: Sequence[int], progress: bool = True,
+                 batch_size: int = 8) -> list[dict]:
+    """Greedy generations for every case, `batch_size` cases at a time (grouped by prompt length, so
+    little of each batch is padding); rows come back in the cases' order."""
+    was_training = model.training
+    model.eval()
+    prompts = []
+    for i, case in enumerate(cases):
         messages, pack = _messages(case, packs, i)
-        prompt = renderer.prompt_ids(messages)
-        [ids], _ = sample_group(model, prompt, 1, max_new_tokens, stop_ids=stop_ids, temperature=0)
-        text = renderer.tokenizer.decode(ids, skip_special_tokens=False)
-        if renderer.prompt_opens_reasoning:
-            text = "<think>\n" + text
-        rows.append({"id": case.id, "domain": pack.domain, "kind": case.kind, "text": text})
-    return rows
+        prompts.append((renderer.prompt_ids(messages), pack))
+    order = sorted(range(len(cases)), key=lambda i: len(prompts[i][0]))
+    texts: dict[int, str] = {}
+    bar = tqdm(total=len(cases), desc="eval generate", disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        outs = greedy_batch(model, [prompts[i][0] for i in chunk], max_new_tokens, stop_ids)
+        for i, out in zip(chunk, outs, strict=True):
+            text = renderer.tokenizer.decode(out, skip_special_tokens=False)
+            texts[i] = ("<think>\n" + text) if renderer.prompt_opens_reasoning else text
+        bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    return [{"id": case.id, "domain": prompts[i][1].domain, "kind": case.kind, "text": texts[i]}
+            for i, case in enumerate(cases)]
 
 
 def behaviour_metrics(rows: Sequence[dict], packs: dict[str, Pack]) -> dict[str, float]:
@@ -193,8 +247,11 @@ def heldout_losses(model: nn.Module, heldout: PackedBatch) -> dict[str, float]:
 
 def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalConfig, results_path: Path | None,
                          *, progress: bool = True, generate_for: Sequence[str] = ("base", "tuned"),
-                         heldout: PackedBatch | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`."""
+                         heldout: PackedBatch | None = None,
+                         float_reference: str | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate the base checkpoint and base + each adapter (merged); write the table to `results_path`.
+    With `heldout` and `float_reference` (a column's name), every column also gets its int8 held-out
+    loss over that column's float held-out loss."""
     from model_core.adapter import merge_adapter
     from model_core.checkpoint import load_checkpoint
     from model_core.train.packs import load_packs
@@ -219,6 +276,10 @@ def evaluate_checkpoints(base_dir: Path, adapters: dict[str, Path], cfg: EvalCon
                              "perplexity_int8": perplexity(int8_copy(ckpt.model), renderer, cfg.ppl_window)}
         if heldout is not None:
             columns[name].update(heldout_losses(ckpt.model, heldout))
+    if heldout is not None and float_reference is not None:
+        reference = columns[float_reference]["heldout_loss"]
+        for column in columns.values():
+            column["int8_heldout_loss_over_reference"] = column["heldout_loss_int8"] - reference
     if results_path is not None:
         table = results_table(columns)
         n = len(select_cases(cfg))

@@ -9,8 +9,12 @@ Stages, after the DeepSeek-R1 recipe with the seed's RLHF and QAT additions:
    KL to the frozen SFT policy;
 4. `rejection` — sample the RL policy, keep completions with full rule reward, short SFT on them plus
    the original examples;
-5. `qat` — SFT with fake-int8 weights, so the served int8 model loses little;
-6. `eval` — base vs tuned (with and without QAT) on the evaluation sets.
+5. `twin` — QAT's control: the QAT stage's steps, data order and seed from the same weights, without
+   fake quantisation. It is the model a pipeline without QAT ships, so post-training int8 (the twin's
+   int8 loss over its float loss) and QAT (the QAT model's int8 loss over the twin's float loss)
+   are compared at equal training; its adapter is kept for evaluation, not served;
+6. `qat` — SFT with fake-int8 weights, so the served int8 model loses little;
+7. `eval` — base vs tuned (with and without QAT) on the evaluation sets.
 Each finished stage is recorded in `<out>/progress.json` with its adapter in `<out>/adapters/`; a
 rerun skips finished stages and resumes an unfinished one from its trainer checkpoint.
 """
@@ -30,6 +34,7 @@ import torch
 from model_core.checkpoint import load_checkpoint
 from model_core.train.data import ChatRenderer, pad_token_id
 from model_core.train.domain import (
+    load_decision_examples,
     load_domain_examples,
     preference_pairs,
     rejection_sample,
@@ -70,24 +75,26 @@ class Recipe:
     rejection_prompts: int = 24
     rejection_samples: int = 2
     threads: int | None = None
+    decisions: bool = True  # train on sft_decisions.jsonl too
     notes: list[str] = field(default_factory=list)
 
 
 RECIPES: dict[str, Recipe] = {
-    # SmolLM2-135M on two idle CPU cores (measured: ~7 s per SFT step of 4 rows x 384 tokens with LoRA).
-    # The data: ~1,180 examples (domain answers, refusals, escalations in two phrasings, plus the
-    # general refusals), ~190k tokens, 577 packed rows of 384 for training. SFT 176 steps x 4 rows
-    # (~1.2 epochs) ~21 min, reward model ~4, GRPO ~8, rejection sampling + SFT ~5, QAT ~2, eval
-    # ~15 — under an hour, leaving headroom under the 90-minute target. Completions get 224 new
-    # tokens in RL and 256 in evaluation: the disclaimers alone are 70-95 tokens.
+    # SmolLM2-135M on two idle CPU cores (measured: ~5.9 s per SFT step of 4 rows x 384 tokens with LoRA
+    # on an AVX-512 VM). The data: ~1,180 examples (domain answers, refusals, escalations in two
+    # phrasings, plus the general refusals), each reasoning opening with its decision; 630 packed rows
+    # of 384 for training. SFT 200 steps x 4 rows (~1.3 epochs) ~25 min, reward model ~6, GRPO ~8,
+    # rejection sampling + SFT ~7, QAT and its float twin 40 steps each ~3 + 3, eval ~10 (batched
+    # greedy generation) — about an hour, under the 90-minute target. Completions get 224 new tokens in
+    # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens.
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
-        sft=TrainConfig(steps=176, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
-        rm=TrainConfig(steps=16, lr=3e-4, warmup_steps=2, checkpoint_every=4, seed=2),
+        sft=TrainConfig(steps=200, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
+        rm=TrainConfig(steps=12, lr=3e-4, warmup_steps=2, checkpoint_every=4, seed=2),
         rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=224, lr=5e-5, epochs=1,
                     kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
         sft2=TrainConfig(steps=10, lr=2e-4, warmup_steps=1, checkpoint_every=5, seed=4),
-        qat=TrainConfig(steps=10, lr=1e-4, warmup_steps=1, checkpoint_every=5, seed=5),
+        qat=TrainConfig(steps=40, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
         evaluation=EvalConfig(per_kind=4, garak=24, max_new_tokens=256),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
         rejection_prompts=24, rejection_samples=2),
@@ -149,7 +156,10 @@ class Run:
         self.packs = load_packs()
         examples = load_domain_examples(self.packs, variants=recipe.variants)
         self.train_examples, self.heldout_examples = split_heldout(examples)
-        self.packed = pack_examples(self.renderer, self.train_examples, recipe.seq_len)
+        # Decision-only examples train the opening decision; RL, rejection sampling and preference
+        # pairs need whole replies, so they read `train_examples` alone.
+        self.decision_examples = load_decision_examples(self.packs) if recipe.decisions else []
+        self.packed = pack_examples(self.renderer, self.train_examples + self.decision_examples, recipe.seq_len)
         self.heldout_packed = pack_examples(self.renderer, self.heldout_examples, recipe.seq_len)
         last = next((s for s in reversed(STAGE_ORDER) if s in self.record and self.adapter(s).is_file()), None)
         if last:
@@ -174,7 +184,8 @@ def stage_sft(run: Run) -> dict[str, Any]:
     result = sft_train(run.policy, run.packed, r.sft, batch_size=r.sft_batch, state_dir=run.state, name="sft",
                        progress=run.progress)
     run.curve("sft", result.losses)
-    return {"examples": len(run.train_examples), "heldout_examples": len(run.heldout_examples),
+    return {"examples": len(run.train_examples), "decision_examples": len(run.decision_examples),
+            "heldout_examples": len(run.heldout_examples),
             "packed_rows": len(run.packed), "seq_len": r.seq_len, "steps": r.sft.steps,
             "loss_first": result.losses[0], "loss_last": result.losses[-1],
             "heldout_loss_before": before, "heldout_loss_after": packed_loss(run.policy, run.heldout_packed)}
@@ -239,7 +250,7 @@ def stage_rejection(run: Run) -> dict[str, Any]:
     kept = rejection_sample(run.policy, run.renderer, prompts, source,
                             lambda meta, text: rule_reward(meta, "<think>\n" + text if opens else text) >= 1.0,
                             samples=r.rejection_samples, max_new_tokens=r.rl.max_new_tokens, stop_ids=run.stop_ids)
-    mixed = kept + run.train_examples
+    mixed = kept + run.train_examples + run.decision_examples
     packed = pack_examples(run.renderer, mixed, r.seq_len)
     result = sft_train(run.policy, packed, r.sft2, batch_size=r.sft_batch, state_dir=run.state, name="sft2",
                        progress=run.progress)
@@ -248,8 +259,20 @@ def stage_rejection(run: Run) -> dict[str, Any]:
             "steps": r.sft2.steps, "loss_last": result.losses[-1]}
 
 
+def stage_twin(run: Run) -> dict[str, Any]:
+    """The QAT stage without fake quantisation (same config, so the same seed and batches)."""
+    r = run.recipe
+    result = sft_train(run.policy, run.packed, r.qat, batch_size=r.sft_batch, state_dir=run.state, name="twin",
+                       progress=run.progress)
+    run.curve("twin", result.losses)
+    save_adapter(run.policy, run.adapter("twin"), {"stage": "twin", "recipe": r.name})
+    load_adapter_weights(run.policy, run.adapter("rejection"))  # QAT starts where the twin did
+    return {"steps": r.qat.steps, "loss_first": result.losses[0], "loss_last": result.losses[-1]}
+
+
 def stage_qat(run: Run) -> dict[str, Any]:
     r = run.recipe
+    load_adapter_weights(run.policy, run.adapter("rejection"))
     enable_qat(run.policy)
     try:
         result = sft_train(run.policy, run.packed, r.qat, batch_size=r.sft_batch, state_dir=run.state, name="qat",
@@ -274,24 +297,25 @@ def run_recipe(recipe: Recipe, out: Path, *, progress: bool = True, evaluate: bo
     run = Run(recipe, out, progress)
     stages = [("sft", stage_sft), ("reward", stage_reward),
               *[(a, lambda run, a=a: stage_rl(run, a)) for a in recipe.rl_algorithms],
-              ("rejection", stage_rejection), ("qat", stage_qat)]
+              ("rejection", stage_rejection), ("twin", stage_twin), ("qat", stage_qat)]
     for name, fn in stages:
         if name in run.record:
             continue
         t0 = time.perf_counter()
         info = fn(run)
         info["seconds"] = round(time.perf_counter() - t0, 1)
-        run.finish(name, info, save=name != "reward")
+        run.finish(name, info, save=name not in ("reward", "twin"))
     final = save_adapter(run.policy, run.out / "adapter.safetensors",
                          {"recipe": recipe.name, "base": str(run.base_dir)})
     if evaluate and "eval" not in run.record:
         from model_core.train.evaluate import evaluate_checkpoints
 
         t0 = time.perf_counter()
-        # "tuned (no QAT)" is the adapter before the QAT stage: its int8 gap is post-training int8's.
-        info = evaluate_checkpoints(run.base_dir, {"tuned (no QAT)": run.adapter("rejection"), "tuned": final},
+        # "tuned (no QAT)" is the QAT stage's float twin: its int8 gap is post-training int8's.
+        info = evaluate_checkpoints(run.base_dir, {"tuned (no QAT)": run.adapter("twin"), "tuned": final},
                                     recipe.evaluation, run.out / "RESULTS.md", progress=progress,
-                                    generate_for=("base", "tuned"), heldout=run.heldout_packed)
+                                    generate_for=("base", "tuned"), heldout=run.heldout_packed,
+                                    float_reference="tuned (no QAT)")
         info["seconds"] = round(time.perf_counter() - t0, 1)
         run.finish("eval", info, save=False)
     from model_core.train.evaluate import write_card

