@@ -83,13 +83,13 @@ RECIPES: dict[str, Recipe] = {
     # SmolLM2-135M on two idle CPU cores (measured: ~5.9 s per SFT step of 4 rows x 384 tokens with LoRA
     # on an AVX-512 VM). The data: ~1,180 examples (domain answers, refusals, escalations in two
     # phrasings, plus the general refusals), each reasoning opening with its decision; 630 packed rows
-    # of 384 for training. SFT 200 steps x 4 rows (~1.3 epochs) ~25 min, reward model ~6, GRPO ~8,
+    # of 384 for training plus ~210 rows of decision-only examples. SFT 230 steps x 4 rows (~1.1 epochs) ~25 min, reward model ~6, GRPO ~8,
     # rejection sampling + SFT ~7, QAT and its float twin 40 steps each ~3 + 3, eval ~10 (batched
     # greedy generation) — about an hour, under the 90-minute target. Completions get 224 new tokens in
     # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens.
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
-        sft=TrainConfig(steps=200, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
+        sft=TrainConfig(steps=230, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
         rm=TrainConfig(steps=12, lr=3e-4, warmup_steps=2, checkpoint_every=4, seed=2),
         rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=224, lr=5e-5, epochs=1,
                     kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
