@@ -47,11 +47,11 @@ class ChatExample:
 @dataclass
 class Encoded:
     ids: list[int]
-    mask: list[int]  # 1 on tokens the loss is computed for (assistant tokens)
+    mask: list[float]  # the loss weight of each token: 0 on the prompt, 1 (or meta["loss_weight"]) on the completion
 
     @property
     def prompt_len(self) -> int:
-        return self.mask.index(1) if 1 in self.mask else len(self.ids)
+        return next((i for i, w in enumerate(self.mask) if w > 0), len(self.ids))
 
 
 class ChatRenderer:
@@ -94,7 +94,10 @@ class ChatRenderer:
         else:
             text = self.completion_text(example.reasoning, example.answer) + self.end_of_turn
         completion = self.tokenizer.encode(text, add_special_tokens=False)
-        ids, mask = prompt + completion, [0] * len(prompt) + [1] * len(completion)
+        weight = float(example.meta.get("loss_weight", 1))
+        if weight <= 0:
+            raise ValueError(f"loss_weight must be positive, got {weight}")
+        ids, mask = prompt + completion, [0.0] * len(prompt) + [weight] * len(completion)
         if max_len is not None and len(ids) > max_len:
             # Cut the completion's tail, never the prompt: a prompt without its question teaches nothing.
             if len(prompt) >= max_len:
@@ -106,7 +109,7 @@ class ChatRenderer:
 @dataclass
 class PackedBatch:
     ids: torch.Tensor  # [N, L] long
-    mask: torch.Tensor  # [N, L] float, 1 on assistant tokens
+    mask: torch.Tensor  # [N, L] float: the loss weight, 0 off the assistant tokens
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -116,7 +119,7 @@ def pack_sequences(encoded: Sequence[Encoded], seq_len: int, pad_id: int) -> Pac
     """First-fit packing of whole examples into rows of `seq_len` tokens (longer ones truncated)."""
     if seq_len < 2:
         raise ValueError(f"seq_len must be at least 2, got {seq_len}")
-    rows: list[tuple[list[int], list[int]]] = []
+    rows: list[tuple[list[int], list[float]]] = []
     for enc in encoded:
         ids, mask = enc.ids[:seq_len], enc.mask[:seq_len]
         for row in rows:

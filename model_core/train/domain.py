@@ -94,11 +94,16 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
     return out
 
 
-def load_decision_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR) -> list[ChatExample]:
+def load_decision_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR,
+                           refuse_weight: float = 1.0) -> list[ChatExample]:
     """`sft_decisions.jsonl`: prompts whose target is only the opening decision sentence (answer or
     refuse), under the header of the domain each line names; `meta["decision_only"]` tells the
     renderer to stop the completion there (no answer, no end of turn). Built from the input
-    classifier's authored corpus by `scripts/build_sft_decisions.py`; empty when the file is absent."""
+    classifier's authored corpus by `scripts/build_sft_decisions.py`; empty when the file is absent.
+
+    `refuse_weight` scales the loss on the refuse decisions (`meta["loss_weight"]`): a weighted
+    cross-entropy moves the model's prior between the two decisions by about log(weight) nats
+    without changing how it ranks prompts."""
     path = Path(data_dir) / "sft_decisions.jsonl"
     if not path.is_file():
         return []
@@ -113,7 +118,8 @@ def load_decision_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR) ->
                     {"role": "user", "content": row["prompt"]}]
         out.append(ChatExample(messages, DECISION[row["kind"]], "",
                                {"domain": row["domain"], "kind": row["kind"], "key": None,
-                                "base_prompt": row["prompt"], "decision_only": True}))
+                                "base_prompt": row["prompt"], "decision_only": True,
+                                "loss_weight": refuse_weight if row["kind"] == "refuse" else 1.0}))
     return out
 
 

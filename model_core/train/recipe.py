@@ -76,6 +76,7 @@ class Recipe:
     rejection_samples: int = 2
     threads: int | None = None
     decisions: bool = True  # train on sft_decisions.jsonl too
+    refuse_decision_weight: float = 1.0  # loss weight of the decision-only refusals (a prior shift)
     notes: list[str] = field(default_factory=list)
 
 
@@ -86,7 +87,10 @@ RECIPES: dict[str, Recipe] = {
     # of 384 for training plus ~210 rows of decision-only examples. SFT 230 steps x 4 rows (~1.1 epochs) ~25 min, reward model ~6, GRPO ~8,
     # rejection sampling + SFT ~7, QAT and its float twin 40 steps each ~3 + 3, eval ~10 (batched
     # greedy generation) — about an hour, under the 90-minute target. Completions get 224 new tokens in
-    # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens.
+    # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens. The decision-only refusals weigh
+    # 6x in the SFT loss: session 10's SFT adapter ranked harmful above benign at AUC 0.973, but its
+    # refuse-minus-answer log-odds threshold that separates them best sat ~2 nats below its natural
+    # one (44% refused in generation); log(6) = 1.8 nats moves the prior there.
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
         sft=TrainConfig(steps=230, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
@@ -97,7 +101,7 @@ RECIPES: dict[str, Recipe] = {
         qat=TrainConfig(steps=40, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
         evaluation=EvalConfig(per_kind=4, garak=24, max_new_tokens=256),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
-        rejection_prompts=24, rejection_samples=2),
+        rejection_prompts=24, rejection_samples=2, refuse_decision_weight=6.0),
     # End to end on a tiny random model in about a minute: every stage runs, numbers mean nothing.
     "ci-tiny": Recipe(
         name="ci-tiny", base=None,
@@ -158,7 +162,8 @@ class Run:
         self.train_examples, self.heldout_examples = split_heldout(examples)
         # Decision-only examples train the opening decision; RL, rejection sampling and preference
         # pairs need whole replies, so they read `train_examples` alone.
-        self.decision_examples = load_decision_examples(self.packs) if recipe.decisions else []
+        self.decision_examples = (load_decision_examples(self.packs, refuse_weight=recipe.refuse_decision_weight)
+                                  if recipe.decisions else [])
         self.packed = pack_examples(self.renderer, self.train_examples + self.decision_examples, recipe.seq_len)
         self.heldout_packed = pack_examples(self.renderer, self.heldout_examples, recipe.seq_len)
         last = next((s for s in reversed(STAGE_ORDER) if s in self.record and self.adapter(s).is_file()), None)

