@@ -6,15 +6,19 @@ reasoning mode (`starts_in_reasoning=True`). Otherwise it starts in answer mode 
 `<think>` switches to reasoning.
 
 Rules, chosen so that the result never depends on how the text is cut into tokens:
-- Only one reasoning block per completion. After `</think>` everything is answer, verbatim, even text
-  that looks like a tag (the model discussing tags in its answer is not a second block).
+- The answer never holds a reasoning tag. Outside reasoning, `<think>` opens a reasoning block (again,
+  after an earlier one closed: a weak model sometimes thinks twice, and a customer must never see raw
+  reasoning) that runs to its `</think>` or the end; its text joins the reasoning stream. A stray
+  `</think>` outside reasoning is dropped. R1's own chat template cuts an assistant turn at its last
+  `</think>` when it is fed back, so an answer holding tags could never be fed back as shown; the
+  price is that an answer cannot quote the tags themselves.
 - Whitespace right after a tag is dropped (R1 writes `<think>\n` and `</think>\n\n`), so neither
-  stream starts with blank lines. The implicit opening tag of `starts_in_reasoning` counts as a tag.
-  Trailing whitespace before `</think>` is kept: dropping it would mean holding back arbitrary runs of
-  whitespace, and callers can `rstrip()` the final reasoning.
-- A redundant `<think>` at the very start of the reasoning (the model repeating the prompt's tag) is
-  dropped. A stray `</think>` before any reasoning block in answer mode is dropped and ends the block
-  that was never opened (text before it was already shown as answer; streaming cannot take it back).
+  stream starts a block with blank lines. The implicit opening tag of `starts_in_reasoning` counts as a
+  tag. Trailing whitespace before `</think>` is kept: dropping it would mean holding back arbitrary runs
+  of whitespace, and callers can `rstrip()` the final reasoning.
+- A redundant `<think>` at the very start of a reasoning block (the model repeating the prompt's tag)
+  is dropped; once the block has text, `<think>` inside it is literal reasoning text. Text before a
+  stray `</think>` stays answer (it was already shown; streaming cannot take it back).
 - A text that ends with part of a tag (`</thi`) has held that part back; `flush()` releases it as
   plain text of the current stream. Only as many characters as could start a tag are ever held.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 OPEN_TAG = "<think>"
 CLOSE_TAG = "</think>"
 
-_BEFORE, _REASONING, _AFTER = "before", "reasoning", "after"
+_ANSWER, _REASONING = "answer", "reasoning"
 
 __all__ = ["CLOSE_TAG", "OPEN_TAG", "ReasoningSplitter", "prompt_opens_reasoning"]
 
@@ -46,23 +50,21 @@ class ReasoningSplitter:
     """Feed decoded text pieces; get back `("reasoning" | "answer", text)` pieces in order."""
 
     def __init__(self, starts_in_reasoning: bool) -> None:
-        self._state = _REASONING if starts_in_reasoning else _BEFORE
+        self._state = _REASONING if starts_in_reasoning else _ANSWER
         self._pending = ""  # the tail of the stream that could still become a tag
         self._skip_ws = starts_in_reasoning  # just after a (possibly implicit) tag
-        self._reasoning_started = False  # any reasoning text emitted yet?
-        self.saw_close = False  # whether the reasoning block was closed by `</think>`
+        self._block_started = False  # any text in the current reasoning block yet?
+        self.saw_close = False  # whether a reasoning block was closed by `</think>`
 
     @property
     def in_reasoning(self) -> bool:
         return self._state == _REASONING
 
     def _tags(self) -> tuple[str, ...]:
-        if self._state == _BEFORE:
+        if self._state == _ANSWER:
             return (OPEN_TAG, CLOSE_TAG)
-        if self._state == _REASONING:
-            # Until reasoning text appears, a repeated opening tag is swallowed rather than shown.
-            return (CLOSE_TAG,) if self._reasoning_started else (CLOSE_TAG, OPEN_TAG)
-        return ()
+        # Until the block has text, a repeated opening tag is swallowed rather than shown.
+        return (CLOSE_TAG,) if self._block_started else (CLOSE_TAG, OPEN_TAG)
 
     def _emit(self, out: list[tuple[str, str]], text: str) -> None:
         if self._skip_ws:
@@ -74,7 +76,7 @@ class ReasoningSplitter:
             return
         kind = "reasoning" if self._state == _REASONING else "answer"
         if kind == "reasoning":
-            self._reasoning_started = True
+            self._block_started = True
         if out and out[-1][0] == kind:
             out[-1] = (kind, out[-1][1] + text)
         else:
@@ -82,24 +84,21 @@ class ReasoningSplitter:
 
     def _on_tag(self, tag: str) -> None:
         if tag == OPEN_TAG:
-            self._state = _REASONING  # from BEFORE, or a repeated opener at the start of reasoning
+            if self._state == _ANSWER:
+                self._block_started = False  # a new block (a repeated opener inside one changes nothing)
+            self._state = _REASONING
         else:
-            self._state = _AFTER
-            self.saw_close = True
+            if self._state == _REASONING:
+                self.saw_close = True
+            self._state = _ANSWER  # closes the block, or is a stray closer (dropped)
         self._skip_ws = True
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        if self._state == _AFTER and not self._pending:
-            self._emit(out, text)  # the common case once the answer has started: no scanning
-            return out
         buf = self._pending + text
         self._pending = ""
         while buf:
             tags = self._tags()
-            if not tags:
-                self._emit(out, buf)
-                break
             hit, which = -1, ""
             for tag in tags:
                 i = buf.find(tag)

@@ -75,16 +75,17 @@ class FakeEngine:
         self.prompts.append(messages)
         if self.fail_with is not None:
             raise self.fail_with
-        count = 0
+        count, truncated = 0, False
         for kind, text in (("reasoning", self.reasoning), ("answer", self.answer)):
-            for word in text.split(" "):
+            for word in text.split(" ") if text else []:
                 if count >= max_tokens:
+                    truncated = True
                     break
                 if self.delay_s:
                     time.sleep(self.delay_s)
                 count += 1
                 yield Chunk(kind, word + " ")
-        yield Chunk("finish", finish_reason="stop",
+        yield Chunk("finish", finish_reason="length" if truncated else "stop",
                     usage={"prompt_tokens": 10, "completion_tokens": count, "total_tokens": 10 + count})
 
 

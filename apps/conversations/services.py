@@ -215,10 +215,16 @@ def _generate(reply: Message, worker: str, bus: Any) -> Message:
             bus.publish(reply_id, "context_trimmed", window.trimmed_event())
         finish_reason, usage, produced = _stream(reply_id, worker, bus, stage, window.build.messages,
                                                  sampling, max_tokens, profile)
+        note = _no_answer_note(stage, produced, finish_reason, sampling)
+        if note:
+            bus.publish(reply_id, "answer.delta", {"text": note})
         _publish(bus, reply_id, _without_disclaimer(stage) if structured_output(sampling) else stage.finish())
+    else:
+        note = ""
     if stage.blocked:
         finish_reason = "content_filter"
-    answer = stage.answer_text if produced else ""
+    # A block at finish (held-back reasoning) retracts the note like any answer: the refusal stands.
+    answer = (note if note and not stage.blocked else stage.answer_text) if produced else ""
     content = "\n\n".join(part for part in (preface, answer) if part)
     verdicts = list(user_message.verdicts) + [v.as_dict() for v in stage.verdicts]
     disclaimer = "" if reply.input_action != "allow" else (stage.disclaimer or "")
@@ -269,6 +275,23 @@ def _stream(reply_id: str, worker: str, bus: Any, stage: Any, messages: list[dic
         if close is not None:
             close()
     return finish_reason, usage, produced
+
+
+# What the customer reads when the model wrote no answer at all (the stored finish_reason tells which).
+NO_ANSWER_NOTES = {
+    "length": "I ran out of room for this reply while still thinking it through, before I could write an "
+              "answer. Please ask again, perhaps a narrower question.",
+    "stop": "I could not put an answer together this time. Please ask again or rephrase your question.",
+}
+
+
+def _no_answer_note(stage: Any, produced: bool, finish_reason: str, sampling: dict[str, Any]) -> str:
+    """A free-text reply whose model output held no answer (the reasoning used up `max_tokens`, or the
+    model stopped right after it) gets a plain note instead of an empty bubble. The note is ours, not
+    the model's: the audit's raw record keeps what the model wrote."""
+    if not produced or stage.blocked or finish_reason not in NO_ANSWER_NOTES or structured_output(sampling):
+        return ""
+    return "" if stage.raw("answer").strip() else NO_ANSWER_NOTES[finish_reason]
 
 
 def structured_output(sampling: dict[str, Any] | None) -> bool:

@@ -17,21 +17,28 @@ LONGEST_PARTIAL_TAG = len(CLOSE) - 1
 
 def expected_split(text: str, starts_in_reasoning: bool) -> tuple[str, str]:
     """(reasoning, answer) of a whole completion, computed without streaming."""
-    answer = ""
-    if not starts_in_reasoning:
-        i, j = text.find(OPEN), text.find(CLOSE)
-        if i == -1 and j == -1:
-            return "", text
-        if j != -1 and (i == -1 or j < i):  # stray closing tag: dropped, what follows is answer
-            return "", text[:j] + text[j + len(CLOSE):].lstrip()
-        answer, text = text[:i], text[i + len(OPEN):]
-    text = text.lstrip()
-    while text.startswith(OPEN):  # the model repeating the prompt's opening tag
-        text = text[len(OPEN):].lstrip()
-    j = text.find(CLOSE)
-    if j == -1:
-        return text, answer
-    return text[:j], answer + text[j + len(CLOSE):].lstrip()
+    reasoning = answer = ""
+    in_reasoning = skip = starts_in_reasoning
+    while True:
+        if skip:
+            text = text.lstrip()
+        if in_reasoning:
+            while text.startswith(OPEN):  # the model repeating the block's opening tag
+                text = text[len(OPEN):].lstrip()
+            j = text.find(CLOSE)
+            if j == -1:
+                return reasoning + text, answer
+            reasoning, text = reasoning + text[:j], text[j + len(CLOSE):]
+        else:
+            i, j = text.find(OPEN), text.find(CLOSE)
+            if i == -1 and j == -1:
+                return reasoning, answer + text
+            if j != -1 and (i == -1 or j < i):  # stray closing tag: dropped, what follows is answer
+                answer, text = answer + text[:j], text[j + len(CLOSE):]
+                skip = True
+                continue
+            answer, text = answer + text[:i], text[i + len(OPEN):]
+        in_reasoning, skip = not in_reasoning, True
 
 
 def run(chunks: list[str], starts_in_reasoning: bool) -> tuple[str, str, list[tuple[str, str]]]:
@@ -129,9 +136,13 @@ def test_partial_tag_at_end_of_stream_is_released_as_text() -> None:
     assert not splitter.saw_close
 
 
-def test_tags_after_the_answer_started_are_answer_text() -> None:
-    got_r, got_a, _ = run(["r</think>", "Use <think> and </think> tags."], starts_in_reasoning=True)
-    assert (got_r, got_a) == ("r", "Use <think> and </think> tags.")
+def test_a_second_reasoning_block_after_the_answer_started_is_reasoning_not_answer() -> None:
+    """A weak model thinking twice: the customer never sees `<think>` or what is inside it."""
+    got_r, got_a, pieces = run(["Plan.</think>\n\nYou are talking to Verity.\n\n<th", "ink>\nI must decline.",
+                                "\n</think>\n\nHere is the", " answer. </think>Done."], starts_in_reasoning=True)
+    assert got_r == "Plan.I must decline.\n"
+    assert got_a == "You are talking to Verity.\n\nHere is the answer. Done."
+    assert all("<" not in text for _, text in pieces)
 
 
 def test_unclosed_reasoning_stays_reasoning() -> None:

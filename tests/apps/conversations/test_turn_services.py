@@ -74,6 +74,33 @@ def test_reply_generate_streams_stores_and_audits_one_record(conversation, fake_
     assert audit_verify().ok
 
 
+@pytest.mark.parametrize(("answer", "limit", "finish"), [("", 256, "stop"), ("Compound interest is", 4, "length")])
+def test_a_reply_whose_model_wrote_no_answer_says_so_instead_of_an_empty_bubble(conversation, fake_engine, settings,
+                                                                                  answer, limit, finish):
+    """The reasoning used up max_tokens, or the model stopped right after it: the customer reads a note,
+    the stored finish_reason says which, and the audit's raw record keeps what the model wrote."""
+    from apps.conversations.services import NO_ANSWER_NOTES
+
+    fake_engine.answer, settings.VERITY_MAX_NEW_TOKENS = answer, limit
+    reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
+    stored = reply_generate(reply_id=str(reply.id))
+    assert stored.status == Status.COMPLETE and stored.finish_reason == finish
+    assert stored.content == NO_ANSWER_NOTES[finish] and stored.reasoning.startswith("The user asks")
+    assert stored.disclaimer
+    events = _events(reply.id)
+    streamed = "".join(d["text"] for name, d in events if name == "answer.delta")
+    assert streamed == NO_ANSWER_NOTES[finish] + "\n\n" + stored.disclaimer
+    assert events[-1][1]["content"] == stored.content and events[-1][1]["finish_reason"] == finish
+    assert audit_verify().ok
+
+
+def test_a_reply_cut_short_inside_its_answer_keeps_the_answer_without_a_note(conversation, fake_engine, settings):
+    settings.VERITY_MAX_NEW_TOKENS = 9  # 6 reasoning pieces (5 words and the trailing ""), then 3 answer words
+    reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
+    stored = reply_generate(reply_id=str(reply.id))
+    assert stored.finish_reason == "length" and stored.content.startswith("Compound interest is")
+
+
 def test_reply_generate_is_idempotent(conversation, fake_engine):
     reply = turn_submit(conversation=conversation, text="What is a bond?").reply
     assert reply_generate(reply_id=str(reply.id)) is not None
