@@ -357,6 +357,21 @@ class Engine:
                 return []
             return splitter.feed(text) if splitter is not None else [("answer", text)]
 
+        def guarded(parts: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
+            """Stop strings end the answer: R1's reasoning is never matched (a partner's stop string
+            must not end a reply in text the partner does not see as the answer)."""
+            out: list[tuple[str, str]] = []
+            for kind, text in parts:
+                if kind != "answer":
+                    out.append((kind, text))
+                    continue
+                text, stopped = matcher.feed(text)
+                if text:
+                    out.append((kind, text))
+                if stopped:
+                    return out, True
+            return out, False
+
         def emit(parts: list[tuple[str, str]]) -> Iterator[StreamEvent]:
             nonlocal pending_ids
             for kind, text in parts:
@@ -373,8 +388,8 @@ class Engine:
                 if token in stop_ids:
                     finish = "stop"
                     break
-                text, stopped = matcher.feed(decoder.push(token))
-                yield from emit(pieces(text))
+                parts, stopped = guarded(pieces(decoder.push(token)))
+                yield from emit(parts)
                 if stopped:
                     finish = "stop"
                     break
@@ -386,10 +401,13 @@ class Engine:
         if finish == "length" and cancel is not None and cancel.is_set():
             finish = "cancelled"  # the scheduler retired it before its next token
         if not matcher.stopped:
-            text, _ = matcher.feed(decoder.flush())
-            yield from emit(pieces(text + matcher.flush()))
-        if splitter is not None:
-            yield from emit(splitter.flush())
+            parts, _ = guarded(pieces(decoder.flush()))
+            yield from emit(parts)
+        if not matcher.stopped and splitter is not None:
+            parts, _ = guarded(splitter.flush())
+            yield from emit(parts)
+        if not matcher.stopped:
+            yield from emit([("answer", matcher.flush())])  # a held partial stop string is plain text
         ended = time.perf_counter()
         first_at = first_at or ended
         usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": len(generated),

@@ -291,6 +291,8 @@ def _no_answer_note(stage: Any, produced: bool, finish_reason: str, sampling: di
     the model's: the audit's raw record keeps what the model wrote."""
     if not produced or stage.blocked or finish_reason not in NO_ANSWER_NOTES or structured_output(sampling):
         return ""
+    if finish_reason == "stop" and sampling.get("stop"):
+        return ""  # the caller's own stop string may have ended the answer before it began: theirs to read
     return "" if stage.raw("answer").strip() else NO_ANSWER_NOTES[finish_reason]
 
 

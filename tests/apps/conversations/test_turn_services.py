@@ -94,6 +94,14 @@ def test_a_reply_whose_model_wrote_no_answer_says_so_instead_of_an_empty_bubble(
     assert audit_verify().ok
 
 
+def test_a_caller_stop_string_that_ends_the_answer_at_once_gets_no_note(conversation, fake_engine):
+    fake_engine.answer = ""
+    reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
+    Message.objects.filter(pk=reply.pk).update(sampling={"stop": ["Compound"]})
+    stored = reply_generate(reply_id=str(reply.id))
+    assert stored.finish_reason == "stop" and stored.content == ""
+
+
 def test_a_reply_cut_short_inside_its_answer_keeps_the_answer_without_a_note(conversation, fake_engine, settings):
     settings.VERITY_MAX_NEW_TOKENS = 9  # 6 reasoning pieces (5 words and the trailing ""), then 3 answer words
     reply = turn_submit(conversation=conversation, text="What is compound interest?").reply
