@@ -63,9 +63,25 @@ def _reply(row: dict[str, Any], pack: Pack, where: str) -> tuple[str, str | None
         raise PackDataError(f"{where}: unknown or missing field {exc}") from exc
 
 
-def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, variants: int = 1) -> list[ChatExample]:
+def _reasoning(row: dict[str, Any], domain: str) -> str:
+    """The decision sentence, the row's rationale and, for an escalation, which pack text follows.
+
+    The escalation texts differ by pack (each pack's approved crisis wording), but the rationales
+    ("Suicidal ideation. Crisis resources first.") do not; naming the domain and the text at the end
+    of the reasoning puts that choice right before the text, instead of leaving it to the system
+    header hundreds of tokens back (session 11: the legal crisis text written in finance chats)."""
+    text = f"{DECISION[row['kind']]} {row['reasoning']}"
+    if row["kind"] == "escalate":
+        text += f" In this {domain} chat I open with the {domain} {row['escalation']} message."
+    return text
+
+
+def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, variants: int = 1,
+                         escalate_weight: float = 1.0) -> list[ChatExample]:
     """Every domain's examples, each in `variants` phrasings (1..4), then the general refusals of
-    `sft_general.jsonl` (each under the header of the domain its line names, in its own phrasing)."""
+    `sft_general.jsonl` (each under the header of the domain its line names, in its own phrasing).
+    `escalate_weight` is the loss weight of the escalation examples (`meta["loss_weight"]`): the
+    crisis texts are few rows among many answers and refusals."""
     if not 1 <= variants <= len(PROMPT_VARIANTS):
         raise ValueError(f"variants must be in 1..{len(PROMPT_VARIANTS)}, got {variants}")
     rows: list[tuple[str, dict[str, Any], str, int]] = []  # (domain, row, where, variants)
@@ -86,11 +102,13 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
     for domain, row, where, count in rows:
         pack = packs[domain]
         reply, key = _reply(row, pack, where)
+        meta: dict[str, Any] = {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}
+        if row["kind"] == "escalate" and escalate_weight != 1.0:
+            meta["loss_weight"] = escalate_weight
         for template in PROMPT_VARIANTS[:count]:
             messages = [{"role": "system", "content": pack.header},
                         {"role": "user", "content": _variant(row["prompt"], template)}]
-            out.append(ChatExample(messages, f"{DECISION[row['kind']]} {row['reasoning']}", reply,
-                                   {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}))
+            out.append(ChatExample(messages, _reasoning(row, domain), reply, dict(meta)))
     return out
 
 

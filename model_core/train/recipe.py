@@ -77,6 +77,7 @@ class Recipe:
     threads: int | None = None
     decisions: bool = True  # train on sft_decisions.jsonl too
     refuse_decision_weight: float = 1.0  # loss weight of the decision-only refusals (a prior shift)
+    escalate_weight: float = 1.0  # loss weight of the escalation examples
     notes: list[str] = field(default_factory=list)
 
 
@@ -85,12 +86,14 @@ RECIPES: dict[str, Recipe] = {
     # on an AVX-512 VM). The data: ~1,180 examples (domain answers, refusals, escalations in two
     # phrasings, plus the general refusals), each reasoning opening with its decision; 630 packed rows
     # of 384 for training plus ~210 rows of decision-only examples. SFT 230 steps x 4 rows (~1.1 epochs) ~25 min, reward model ~6, GRPO ~8,
-    # rejection sampling + SFT ~7, QAT and its float twin 40 steps each ~3 + 3, eval ~10 (batched
+    # rejection sampling + SFT ~7, QAT and its float twin 60 steps each ~3.5 + 3, eval ~10 (batched
     # greedy generation) — about an hour, under the 90-minute target. Completions get 224 new tokens in
     # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens. The decision-only refusals weigh
     # 6x in the SFT loss: session 10's SFT adapter ranked harmful above benign at AUC 0.973, but its
     # refuse-minus-answer log-odds threshold that separates them best sat ~2 nats below its natural
-    # one (44% refused in generation); log(6) = 1.8 nats moves the prior there.
+    # one (44% refused in generation); log(6) = 1.8 nats moves the prior there. Escalations weigh 3x
+    # (session 11: 4 of 12 crisis prompts answered, and the wrong pack's crisis text in others), and
+    # QAT and its twin run 60 steps (session 11: 40 steps gave 0.54x post-training int8's loss).
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
         sft=TrainConfig(steps=230, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
@@ -98,10 +101,10 @@ RECIPES: dict[str, Recipe] = {
         rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=224, lr=5e-5, epochs=1,
                     kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
         sft2=TrainConfig(steps=10, lr=2e-4, warmup_steps=1, checkpoint_every=5, seed=4),
-        qat=TrainConfig(steps=40, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
+        qat=TrainConfig(steps=60, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
         evaluation=EvalConfig(per_kind=4, garak=24, max_new_tokens=256),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
-        rejection_prompts=24, rejection_samples=2, refuse_decision_weight=6.0),
+        rejection_prompts=24, rejection_samples=2, refuse_decision_weight=6.0, escalate_weight=3.0),
     # End to end on a tiny random model in about a minute: every stage runs, numbers mean nothing.
     "ci-tiny": Recipe(
         name="ci-tiny", base=None,
@@ -158,7 +161,7 @@ class Run:
         eos = [self.tokenizer.eos_token_id, *self.config.eos_token_ids]
         self.stop_ids = list(dict.fromkeys(t for t in eos if t is not None))
         self.packs = load_packs()
-        examples = load_domain_examples(self.packs, variants=recipe.variants)
+        examples = load_domain_examples(self.packs, variants=recipe.variants, escalate_weight=recipe.escalate_weight)
         self.train_examples, self.heldout_examples = split_heldout(examples)
         # Decision-only examples train the opening decision; RL, rejection sampling and preference
         # pairs need whole replies, so they read `train_examples` alone.

@@ -118,3 +118,21 @@ def test_decision_only_refusals_carry_their_loss_weight_into_the_packed_rows(pac
     assert sorted(set(packed.mask[0].tolist())) == [0.0, 1.0, 6.0]
     with pytest.raises(ValueError, match="loss_weight"):
         renderer.encode(ChatExample(refuse.messages, refuse.reasoning, "", {**refuse.meta, "loss_weight": 0}))
+
+
+def test_escalations_name_their_domain_text_and_carry_their_loss_weight(packs, renderer) -> None:
+    """An escalation's reasoning ends by naming the domain and the pack text that follows (the texts
+    differ by pack, the rationales do not); `escalate_weight` weighs the whole escalation."""
+    examples = load_domain_examples(packs, escalate_weight=3.0)
+    escalations = [e for e in examples if e.meta["kind"] == "escalate"]
+    assert {e.meta["domain"] for e in escalations} == set(packs)
+    for e in escalations:
+        domain, key = e.meta["domain"], e.meta["key"]
+        assert e.reasoning.startswith(DECISION["escalate"])
+        assert e.reasoning.endswith(f"In this {domain} chat I open with the {domain} {key} message.")
+        assert e.answer.startswith(packs[domain].escalations[key])
+        enc = renderer.encode(e)
+        assert set(enc.mask[enc.prompt_len:]) == {3.0}
+    others = [e for e in examples if e.meta["kind"] != "escalate"]
+    assert all("loss_weight" not in e.meta and " chat I open with the " not in e.reasoning for e in others)
+    assert all("loss_weight" not in e.meta for e in load_domain_examples(packs))
