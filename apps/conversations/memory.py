@@ -5,13 +5,17 @@ history through `apps.prompt_packs.rendering.prompt_build` (instructions, risk c
 user turn are never dropped; earlier reasoning is never fed back) and keeps a running summary of the
 turns that left the window:
 
-- The window is first measured with a reserve for the summary (`budget - reserve`, no summary). Its
-  start (`window_start`, the number of oldest turns that do not fit) is where the summary must reach.
-- When the window moved past what the summary covers (`window_start > conversation.summary_upto`), the
-  turns in between are folded into the summary by one short, greedy model call; the summary is stored on
-  the conversation with `summary_upto = window_start` and `summary_regenerations` counts the calls. A
-  window that did not move costs no model call, so the summary is regenerated at most once per move.
-- The final prompt is rendered with the summary under the full budget (the summary fits the reserve).
+- The window is first measured with a reserve for the summary (`budget - reserve`, no summary): the
+  number of oldest turns that do not fit is where the summary must reach.
+- When that passes what the summary covers (`conversation.summary_upto`), the window moves: the summary
+  is folded forward by one short, greedy model call, and not just to the first turn that fits. The fold
+  goes on until the kept turns take at most `VERITY_SUMMARY_FOLD_TO` (default 0.6) of the room above the
+  instructions and the newest message, so the next few turns fit without another model call. Without
+  that headroom, a full conversation would pay a summary call before every reply. The summary is stored
+  with `summary_upto` (= `window_start`, where the rendered turns begin) and `summary_regenerations`
+  counts the calls. A window that did not move costs no model call.
+- The final prompt is rendered with the summary under the full budget (the summary fits the reserve),
+  never repeating a turn the summary already covers.
 
 The budget is the checkpoint's context length minus the reply's max new tokens, optionally capped by
 `settings.VERITY_CONTEXT_BUDGET` (operators of a small-window deployment; tests use it to reach the
@@ -63,6 +67,12 @@ def summary_max_tokens() -> int:
     return int(getattr(settings, "VERITY_SUMMARY_MAX_TOKENS", 96) or 96)
 
 
+def summary_fold_to() -> float:
+    """The share of the window's room the kept turns may use right after a fold (0 < x <= 1)."""
+    value = float(getattr(settings, "VERITY_SUMMARY_FOLD_TO", 0.6) or 0.6)
+    return min(max(value, 0.05), 1.0)
+
+
 def prompt_budget(*, profile: str, max_tokens: int) -> int:
     """Tokens a prompt may use: the context minus the reply's room, capped by VERITY_CONTEXT_BUDGET."""
     budget = inference.context_length(profile=profile) - max_tokens
@@ -95,28 +105,36 @@ def conversation_window(*, conversation: Conversation, history: list[dict[str, s
     def count(messages: list[dict[str, str]]) -> int:
         return inference.chat_token_count(messages, profile=profile)
 
-    def build(budget: int, summary: str | None) -> PromptBuild:
-        return prompt_build(pack=pack, history=history, user_text=user_text, is_r1=is_r1, count_tokens=count,
-                            budget=budget, summary=summary)
+    def build(budget: int, summary: str | None = None, covered: int = 0,
+              turns: list[dict[str, str]] | None = None) -> PromptBuild:
+        return prompt_build(pack=pack, history=history if turns is None else turns, user_text=user_text,
+                            is_r1=is_r1, count_tokens=count, budget=budget, summary=summary, covered=covered)
 
     budget = prompt_budget(profile=profile, max_tokens=max_tokens)
-    reserve = summary_max_tokens() + SUMMARY_OVERHEAD_TOKENS
-    window_start, regenerated = 0, False
+    room = budget - summary_max_tokens() - SUMMARY_OVERHEAD_TOKENS
+    needed, regenerated = 0, False
     try:
-        window_start = build(budget - reserve, None).dropped_turns if budget > reserve else 0
+        needed = build(room).dropped_turns if room > 0 else 0
     except ApplicationError:
-        window_start = 0  # even an empty window needs the reserve: the summary gives way (below)
-    if window_start > conversation.summary_upto:
+        needed = 0  # even an empty window needs the reserve: the summary gives way (below)
+    if needed > conversation.summary_upto:
+        target = needed
+        try:  # fold further, to leave headroom for the next turns (at least to `needed`)
+            floor = build(room, turns=[]).tokens  # the instructions and the newest message alone
+            target = max(needed, build(floor + int((room - floor) * summary_fold_to())).dropped_turns)
+        except ApplicationError:
+            pass
         turns = history_turns(history)
-        folded = [m for turn in turns[conversation.summary_upto:window_start] for m in turn]
+        folded = [m for turn in turns[conversation.summary_upto:target] for m in turn]
         summary = summary_fold(previous=conversation.summary, messages=folded, profile=profile)
         # Counted in the database (F) so two workers on one conversation cannot lose a regeneration.
         Conversation.objects.filter(pk=conversation.pk).update(
-            summary=summary, summary_upto=window_start,
+            summary=summary, summary_upto=target,
             summary_regenerations=F("summary_regenerations") + 1)
         conversation.refresh_from_db(fields=["summary", "summary_upto", "summary_regenerations"])
         regenerated = True
-    final = build(budget, conversation.summary or None)
+    window_start = max(needed, conversation.summary_upto) if conversation.summary else needed
+    final = build(budget, conversation.summary or None, covered=conversation.summary_upto)
     Conversation.objects.filter(pk=conversation.pk).update(context_tokens=final.tokens, context_budget=budget)
     conversation.context_tokens, conversation.context_budget = final.tokens, budget
     return ContextWindow(build=final, budget=budget, window_start=window_start, summary_regenerated=regenerated)

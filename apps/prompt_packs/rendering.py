@@ -94,9 +94,11 @@ def prompt_build(
     count_tokens: Callable[[list[dict[str, str]]], int],
     budget: int,
     summary: str | None = None,
+    covered: int = 0,
 ) -> PromptBuild:
     """Render `history` + `user_text` for `pack` within `budget` tokens as measured by `count_tokens`.
 
+    With a `summary`, the first `covered` turns (those it already summarises) are never rendered again.
     Raises `ApplicationError(CONTEXT_LENGTH_EXCEEDED)` when the instructions and the newest message
     alone do not fit.
     """
@@ -105,6 +107,7 @@ def prompt_build(
     turns = _turns(history)
     preamble = pack_preamble(pack)
     summary = (summary or "").strip() or None
+    start = min(max(covered, 0), len(turns)) if summary else 0
 
     def attempt(dropped: int, with_summary: bool) -> tuple[list[dict[str, str]], int]:
         kept = [message for turn in turns[dropped:] for message in turn]
@@ -114,13 +117,15 @@ def prompt_build(
         messages = _render(text, kept, user_text, is_r1)
         return messages, count_tokens(messages)
 
-    messages, tokens = attempt(0, True)
+    messages, tokens = attempt(start, True)
     if tokens <= budget:
+        if start:
+            return PromptBuild(messages, True, start, tokens, summary_used=True)
         return PromptBuild(messages=messages, trimmed=False, tokens=tokens)
 
     # Fewer turns never means more tokens, so the smallest number of turns to drop is a binary search:
     # a handful of count_tokens calls instead of one per turn on a long conversation.
-    low, high = 1, len(turns)
+    low, high = start + 1, len(turns)
     best: tuple[int, list[dict[str, str]], int] | None = None
     while low <= high:
         middle = (low + high) // 2

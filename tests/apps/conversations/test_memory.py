@@ -3,7 +3,8 @@
 The first tests use the stand-in engine (its token count is len/4 + 4 per message) to pin down the
 bookkeeping; the last one runs a 60-turn conversation through the real bundled model. It is kept
 quick by a small artificial prompt budget (VERITY_CONTEXT_BUDGET = the instructions + ~260 tokens, so
-the window moves after a handful of turns), short turns, 6 new tokens per reply and a 24-token summary.
+the window moves after a handful of turns), short turns, 6 new tokens per reply and a 24-token summary;
+each fold leaves headroom, so the summary is folded every few turns rather than before every reply.
 """
 
 from __future__ import annotations
@@ -83,6 +84,31 @@ def test_summary_is_folded_once_per_window_move_and_kept_in_the_prompt(conversat
     assert last_prompt[-1]["content"] == texts[-1]
 
 
+def test_a_fold_leaves_headroom_so_the_next_turns_need_no_model_call(conversation, fake_engine, settings,
+                                                                     monkeypatch):
+    """After a fold the kept turns take at most VERITY_SUMMARY_FOLD_TO of the room above the instructions
+    and the newest message, so a long conversation pays a summary call every few turns, not every turn;
+    the prompt never repeats a turn the summary covers."""
+    fake_engine.reasoning, fake_engine.answer = "", "Noted. "
+    preamble = len(pack_preamble(conversation.pack_version)) // 4 + 4
+    settings.VERITY_MAX_NEW_TOKENS, settings.VERITY_SUMMARY_MAX_TOKENS = 8, 16
+    settings.VERITY_CONTEXT_BUDGET = preamble + 16 + 48 + 140  # room for ~7 short turns besides the summary
+    settings.VERITY_SUMMARY_FOLD_TO = 0.5
+    calls = _recording(monkeypatch)
+    texts = [f"I saved {100 + i} dollars this month, item {i}." for i in range(30)]
+    results = _run_turns(conversation, texts)
+    conversation.refresh_from_db()
+    starts = [events[-1][1]["memory"]["window_start"] for _, events in results]
+    assert starts == sorted(starts)  # the window only moves forward
+    moves = sum(1 for before, after in zip([0, *starts], starts, strict=False) if after > before)
+    assert moves == conversation.summary_regenerations == sum(kind == "summary" for kind, *_ in calls)
+    assert 3 <= moves <= len(texts) // 3  # headroom: at least three turns between two summary calls
+    prompts = [m for kind, m, _ in calls if kind == "turn"]
+    for index, (prompt, start) in enumerate(zip(prompts, starts, strict=True)):
+        shown = [m["content"] for m in prompt if m["role"] == "user"]
+        assert shown == texts[start:index + 1]  # from the window start to the newest, nothing covered twice
+
+
 @pytest.mark.slow
 def test_sixty_turns_with_the_real_model_stay_in_context(conversation, real_model, settings, monkeypatch):
     profile = conversation.engine_profile
@@ -111,5 +137,6 @@ def test_sixty_turns_with_the_real_model_stay_in_context(conversation, real_mode
     starts = [events[-1][1]["memory"]["window_start"] for _, events in results]
     moves = sum(1 for before, after in zip([0, *starts], starts, strict=False) if after > before)
     assert moves >= 5 and 1 <= conversation.summary_regenerations <= moves
+    assert conversation.summary_regenerations <= len(texts) // 2  # folds leave headroom (VERITY_SUMMARY_FOLD_TO)
     assert conversation.summary.strip() and conversation.summary_upto == starts[-1] > 0
     assert 0 < conversation.context_tokens <= conversation.context_budget == settings.VERITY_CONTEXT_BUDGET

@@ -29,7 +29,7 @@ def conversation(turns: int) -> list[dict[str, str]]:
     return history
 
 
-def build(pack, history, budget=100_000, is_r1=False, summary=None, user_text="What is an index fund?"):
+def build(pack, history, budget=100_000, is_r1=False, summary=None, user_text="What is an index fund?", covered=0):
     return prompt_build(
         pack=pack,
         history=history,
@@ -38,6 +38,7 @@ def build(pack, history, budget=100_000, is_r1=False, summary=None, user_text="W
         count_tokens=words,
         budget=budget,
         summary=summary,
+        covered=covered,
     )
 
 
@@ -50,6 +51,19 @@ def test_everything_fits_nothing_trimmed(pack):
     assert result.messages[-1] == {"role": "user", "content": "What is an index fund?"}
     assert (result.trimmed, result.dropped_turns) == (False, 0)
     assert result.tokens == words(result.messages)
+
+
+def test_turns_the_summary_covers_are_not_rendered_again_even_when_they_fit(pack):
+    history = conversation(5)
+    result = build(pack, history, summary="The customer asked about funds.", covered=3)
+    assert result.messages[1:-1] == history[6:]  # turns 4 and 5 only, under the roomy default budget
+    assert "The customer asked about funds." in result.messages[0]["content"]
+    assert (result.trimmed, result.dropped_turns, result.summary_used) == (True, 3, True)
+    # A tight budget still drops more; without a summary `covered` means nothing; it is clamped.
+    tight = words(build(pack, history, summary="The customer asked about funds.", covered=4).messages)
+    assert build(pack, history, budget=tight, summary="The customer asked about funds.", covered=3).dropped_turns == 4
+    assert build(pack, history, covered=3).messages[1:-1] == history
+    assert build(pack, history, summary="s", covered=99).dropped_turns == 5
 
 
 def test_tiny_budget_keeps_instructions_and_newest_turn(pack):
