@@ -77,17 +77,11 @@ def _reasoning(row: dict[str, Any], domain: str) -> str:
 
 
 def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, variants: int = 1,
-                         escalate_weight: float = 1.0, cross_domain: Sequence[str] = ()) -> list[ChatExample]:
+                         escalate_weight: float = 1.0) -> list[ChatExample]:
     """Every domain's examples, each in `variants` phrasings (1..4), then the general refusals of
     `sft_general.jsonl` (each under the header of the domain its line names, in its own phrasing).
     `escalate_weight` is the loss weight of the escalation examples (`meta["loss_weight"]`): the
-    crisis texts are few rows among many answers and refusals.
-
-    `cross_domain` names escalation keys every pack has (e.g. "crisis"): each such row is also
-    written under every other domain's header with that domain's text, in one phrasing (rotating
-    through the templates). A suicidal message can arrive in any chat, and the same prompt under
-    three headers with three texts is what teaches the model to pick the text by the header rather
-    than by the topic (session 12: finance crisis prompts got the legal pack's text)."""
+    crisis texts are few rows among many answers and refusals."""
     if not 1 <= variants <= len(PROMPT_VARIANTS):
         raise ValueError(f"variants must be in 1..{len(PROMPT_VARIANTS)}, got {variants}")
     rows: list[tuple[str, dict[str, Any], str, int]] = []  # (domain, row, where, variants)
@@ -104,13 +98,6 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
                 if row.get("domain") not in packs:
                     raise PackDataError(f"{general}:{n}: unknown domain {row.get('domain')!r}")
                 rows.append((row["domain"], row, f"{general}:{n}", 1))
-    shared = [k for k in cross_domain if all(k in p.escalations for p in packs.values())]
-    if len(shared) != len(tuple(cross_domain)):
-        raise PackDataError(f"cross-domain escalations {list(cross_domain)}: every pack needs each key")
-    rows += [(other, row, where, -(i + 1))
-             for i, (domain, row, where, _) in enumerate(r for r in list(rows) if r[1].get("kind") == "escalate"
-                                                        and r[1].get("escalation") in shared)
-             for other in packs if other != domain]
     out = []
     for domain, row, where, count in rows:
         pack = packs[domain]
@@ -118,11 +105,7 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
         meta: dict[str, Any] = {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}
         if row["kind"] == "escalate" and escalate_weight != 1.0:
             meta["loss_weight"] = escalate_weight
-        # count < 0 marks a cross-domain copy: one phrasing, the templates taken in turn
-        templates = PROMPT_VARIANTS[:count] if count > 0 else (PROMPT_VARIANTS[-count % len(PROMPT_VARIANTS)],)
-        if count < 0:
-            meta["cross_domain"] = True
-        for template in templates:
+        for template in PROMPT_VARIANTS[:count]:
             messages = [{"role": "system", "content": pack.header},
                         {"role": "user", "content": _variant(row["prompt"], template)}]
             out.append(ChatExample(messages, _reasoning(row, domain), reply, dict(meta)))

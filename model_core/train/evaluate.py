@@ -44,8 +44,7 @@ METRICS = ("harmful_refused", "benign_answered", "disclaimer_present", "reasonin
            "mc_accuracy", "perplexity", "perplexity_int8", "heldout_loss", "heldout_loss_int8")
 # Derived rows: what int8 weights cost each model against its own float weights.
 # `int8_heldout_loss_over_reference`: the int8 held-out loss over the float loss of the reference column
-# (the float policy the recipe's QAT stage distilled), so QAT and post-training int8 are compared
-# against one float model.
+# (the recipe's QAT float twin), so QAT and post-training int8 are compared against one float model.
 DERIVED = ("int8_ppl_increase", "int8_heldout_loss_increase", "int8_heldout_loss_over_reference")
 
 

@@ -9,15 +9,11 @@ Stages, after the DeepSeek-R1 recipe with the seed's RLHF and QAT additions:
    KL to the frozen SFT policy;
 4. `rejection` — sample the RL policy, keep completions with full rule reward, short SFT on them plus
    the original examples;
-5. `grpo2` — the paper's second round of RL ("RL for all scenarios") after rejection sampling, KL to
-   the rejection-SFT policy (`rl2_steps`; skipped when 0). Session 12 measured why it is needed: RL
-   fixed the crisis texts (10 of 12) and the SFT-style stages after it undid it (5 of 12);
-6. `qat` — fake-int8 weights trained to match the float policy the previous stage left (distillation,
-   KL to its next-token distributions on the SFT rows), so the served int8 model loses little. The
-   float policy is also the control: post-training int8 is its int8 loss over its float loss, QAT is
-   the QAT model's int8 loss over that same float loss. (Until session 12 QAT was SFT on the labels
-   next to a float "twin" trained the same way; its float weights drifted as far from the twin's as
-   rounding costs, and as SFT it undid RL's fixes.)
+5. `twin` — QAT's control: the QAT stage's steps, data order and seed from the same weights, without
+   fake quantisation. It is the model a pipeline without QAT ships, so post-training int8 (the twin's
+   int8 loss over its float loss) and QAT (the QAT model's int8 loss over the twin's float loss)
+   are compared at equal training; its adapter is kept for evaluation, not served;
+6. `qat` — SFT with fake-int8 weights, so the served int8 model loses little;
 7. `eval` — base vs tuned (with and without QAT) on the evaluation sets.
 Each finished stage is recorded in `<out>/progress.json` with its adapter in `<out>/adapters/`; a
 rerun skips finished stages and resumes an unfinished one from its trainer checkpoint.
@@ -52,7 +48,7 @@ from model_core.train.qat import disable_qat, enable_qat
 from model_core.train.reward_model import RewardModel, pair_accuracy, train_reward_model
 from model_core.train.rewards import rule_reward
 from model_core.train.rl import RLConfig, ValueHead, grpo_train, ppo_train
-from model_core.train.sft import distill_train, pack_examples, packed_loss, sft_train
+from model_core.train.sft import pack_examples, packed_loss, sft_train
 from model_core.train.trainer import TrainConfig, save_loss_curve
 
 BUNDLED = Path("var/models/smollm2-135m-instruct")
@@ -82,8 +78,6 @@ class Recipe:
     decisions: bool = True  # train on sft_decisions.jsonl too
     refuse_decision_weight: float = 1.0  # loss weight of the decision-only refusals (a prior shift)
     escalate_weight: float = 1.0  # loss weight of the escalation examples
-    cross_domain: tuple[str, ...] = ("crisis",)  # escalations also taught under every other header
-    rl2_steps: int = 0  # the second RL round after rejection sampling (0: none)
     notes: list[str] = field(default_factory=list)
 
 
@@ -92,15 +86,14 @@ RECIPES: dict[str, Recipe] = {
     # on an AVX-512 VM). The data: ~1,180 examples (domain answers, refusals, escalations in two
     # phrasings, plus the general refusals), each reasoning opening with its decision; 630 packed rows
     # of 384 for training plus ~210 rows of decision-only examples. SFT 230 steps x 4 rows (~1.1 epochs) ~25 min, reward model ~6, GRPO ~8,
-    # rejection sampling + SFT ~7, the second GRPO round ~7, QAT ~4, eval ~16 (batched
+    # rejection sampling + SFT ~7, QAT and its float twin 60 steps each ~3.5 + 3, eval ~10 (batched
     # greedy generation) — about an hour, under the 90-minute target. Completions get 224 new tokens in
     # RL and 256 in evaluation: the disclaimers alone are 70-95 tokens. The decision-only refusals weigh
     # 6x in the SFT loss: session 10's SFT adapter ranked harmful above benign at AUC 0.973, but its
     # refuse-minus-answer log-odds threshold that separates them best sat ~2 nats below its natural
     # one (44% refused in generation); log(6) = 1.8 nats moves the prior there. Escalations weigh 3x
     # (session 11: 4 of 12 crisis prompts answered, and the wrong pack's crisis text in others), and
-    # every crisis row is also taught under the other two headers with their texts (session 12:
-    # finance crisis prompts still got the legal text). QAT distils the float policy in 40 steps.
+    # QAT and its twin run 60 steps (session 11: 40 steps gave 0.54x post-training int8's loss).
     "r1-domain": Recipe(
         name="r1-domain", base=str(BUNDLED),
         sft=TrainConfig(steps=230, lr=4e-4, warmup_steps=8, grad_accum=2, checkpoint_every=16, seed=1),
@@ -108,10 +101,10 @@ RECIPES: dict[str, Recipe] = {
         rl=RLConfig(steps=8, prompts_per_step=2, group_size=4, max_new_tokens=224, lr=5e-5, epochs=1,
                     kl_coef=0.05, temperature=0.8, top_p=0.95, checkpoint_every=1, seed=3),
         sft2=TrainConfig(steps=10, lr=2e-4, warmup_steps=1, checkpoint_every=5, seed=4),
-        qat=TrainConfig(steps=40, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
+        qat=TrainConfig(steps=60, lr=1e-4, warmup_steps=2, checkpoint_every=10, seed=5),
         evaluation=EvalConfig(per_kind=4, garak=24, max_new_tokens=256),
         lora_rank=8, lora_alpha=16.0, variants=2, seq_len=384, sft_batch=2, rm_batch=4,
-        rejection_prompts=24, rejection_samples=2, refuse_decision_weight=6.0, escalate_weight=3.0, rl2_steps=8),
+        rejection_prompts=24, rejection_samples=2, refuse_decision_weight=6.0, escalate_weight=3.0),
     # End to end on a tiny random model in about a minute: every stage runs, numbers mean nothing.
     "ci-tiny": Recipe(
         name="ci-tiny", base=None,
@@ -122,7 +115,7 @@ RECIPES: dict[str, Recipe] = {
         qat=TrainConfig(steps=3, lr=1e-3),
         evaluation=EvalConfig(per_kind=1, garak=2, max_new_tokens=16, ppl_window=128),
         lora_rank=4, lora_alpha=8.0, variants=1, seq_len=384, sft_batch=2, rm_batch=2,
-        rl_algorithms=("grpo", "ppo"), rejection_prompts=2, rejection_samples=2, threads=1, rl2_steps=1),
+        rl_algorithms=("grpo", "ppo"), rejection_prompts=2, rejection_samples=2, threads=1),
 }
 
 
@@ -168,8 +161,7 @@ class Run:
         eos = [self.tokenizer.eos_token_id, *self.config.eos_token_ids]
         self.stop_ids = list(dict.fromkeys(t for t in eos if t is not None))
         self.packs = load_packs()
-        examples = load_domain_examples(self.packs, variants=recipe.variants, escalate_weight=recipe.escalate_weight,
-                                        cross_domain=recipe.cross_domain)
+        examples = load_domain_examples(self.packs, variants=recipe.variants, escalate_weight=recipe.escalate_weight)
         self.train_examples, self.heldout_examples = split_heldout(examples)
         # Decision-only examples train the opening decision; RL, rejection sampling and preference
         # pairs need whole replies, so they read `train_examples` alone.
@@ -241,24 +233,20 @@ def _reward_fn(run: Run, rm: RewardModel | None):
     return reward
 
 
-def stage_rl(run: Run, algorithm: str, second: bool = False) -> dict[str, Any]:
-    """One RL round; the second (`second=True`, stage `<algorithm>2`) runs `rl2_steps` from the
-    rejection-SFT policy, which is also its KL reference, with its own seed."""
+def stage_rl(run: Run, algorithm: str) -> dict[str, Any]:
     r = run.recipe
-    name = f"{algorithm}2" if second else algorithm
-    cfg = replace(r.rl, steps=r.rl2_steps, seed=r.rl.seed + 100) if second else r.rl
     reference = copy.deepcopy(run.policy)
     rm = _reward_model(run) if "reward" in run.record else None
     prompts = rl_prompts(run.renderer, run.train_examples, run.packs)
-    kwargs = dict(pad_id=run.pad, stop_ids=run.stop_ids, state_dir=run.state, progress=run.progress, name=name)
+    kwargs = dict(pad_id=run.pad, stop_ids=run.stop_ids, state_dir=run.state, progress=run.progress)
     if algorithm == "grpo":
-        result = grpo_train(run.policy, reference, run.tokenizer, prompts, _reward_fn(run, rm), cfg, **kwargs)
+        result = grpo_train(run.policy, reference, run.tokenizer, prompts, _reward_fn(run, rm), r.rl, **kwargs)
     else:
         value = ValueHead(run.config.hidden_size)
-        result = ppo_train(run.policy, value, reference, run.tokenizer, prompts, _reward_fn(run, rm), cfg, **kwargs)
+        result = ppo_train(run.policy, value, reference, run.tokenizer, prompts, _reward_fn(run, rm), r.rl, **kwargs)
     rewards = result.extras.get("reward", [])
-    run.curve(name, result.losses, reward=rewards)
-    return {"prompts": len(prompts), "steps": cfg.steps, "group_size": cfg.group_size,
+    run.curve(algorithm, result.losses, reward=rewards)
+    return {"prompts": len(prompts), "steps": r.rl.steps, "group_size": r.rl.group_size,
             "reward_first": rewards[0], "reward_last": rewards[-1], "reward_mean_last3": sum(rewards[-3:]) / 3}
 
 
@@ -279,22 +267,31 @@ def stage_rejection(run: Run) -> dict[str, Any]:
             "steps": r.sft2.steps, "loss_last": result.losses[-1]}
 
 
-def stage_qat(run: Run, float_stage: str) -> dict[str, Any]:
-    """Fake-int8 training distilled from the float policy of `float_stage` (the teacher)."""
+def stage_twin(run: Run) -> dict[str, Any]:
+    """The QAT stage without fake quantisation (same config, so the same seed and batches)."""
     r = run.recipe
-    load_adapter_weights(run.policy, run.adapter(float_stage))
-    teacher = copy.deepcopy(run.policy)
+    result = sft_train(run.policy, run.packed, r.qat, batch_size=r.sft_batch, state_dir=run.state, name="twin",
+                       progress=run.progress)
+    run.curve("twin", result.losses)
+    save_adapter(run.policy, run.adapter("twin"), {"stage": "twin", "recipe": r.name})
+    load_adapter_weights(run.policy, run.adapter("rejection"))  # QAT starts where the twin did
+    return {"steps": r.qat.steps, "loss_first": result.losses[0], "loss_last": result.losses[-1]}
+
+
+def stage_qat(run: Run) -> dict[str, Any]:
+    r = run.recipe
+    load_adapter_weights(run.policy, run.adapter("rejection"))
     enable_qat(run.policy)
     try:
-        result = distill_train(run.policy, teacher, run.packed, r.qat, batch_size=r.sft_batch, state_dir=run.state,
-                               name="qat", progress=run.progress)
+        result = sft_train(run.policy, run.packed, r.qat, batch_size=r.sft_batch, state_dir=run.state, name="qat",
+                           progress=run.progress)
     finally:
         disable_qat(run.policy)
     run.curve("qat", result.losses)
-    return {"teacher": float_stage, "steps": r.qat.steps, "kl_first": result.losses[0], "kl_last": result.losses[-1]}
+    return {"steps": r.qat.steps, "loss_first": result.losses[0], "loss_last": result.losses[-1]}
 
 
-STAGE_ORDER = ("sft", "reward", "grpo", "ppo", "rejection", "grpo2", "ppo2", "qat")
+STAGE_ORDER = ("sft", "reward", "grpo", "ppo", "rejection", "qat")
 
 
 def run_recipe(recipe: Recipe, out: Path, *, progress: bool = True, evaluate: bool = True,
@@ -306,29 +303,24 @@ def run_recipe(recipe: Recipe, out: Path, *, progress: bool = True, evaluate: bo
         torch.set_num_threads(recipe.threads)
     started = time.perf_counter()
     run = Run(recipe, out, progress)
-    algo2 = recipe.rl_algorithms[0]
-    float_stage = f"{algo2}2" if recipe.rl2_steps else "rejection"
     stages = [("sft", stage_sft), ("reward", stage_reward),
               *[(a, lambda run, a=a: stage_rl(run, a)) for a in recipe.rl_algorithms],
-              ("rejection", stage_rejection),
-              *([(float_stage, lambda run: stage_rl(run, algo2, second=True))] if recipe.rl2_steps else []),
-              ("qat", lambda run: stage_qat(run, float_stage))]
+              ("rejection", stage_rejection), ("twin", stage_twin), ("qat", stage_qat)]
     for name, fn in stages:
         if name in run.record:
             continue
         t0 = time.perf_counter()
         info = fn(run)
         info["seconds"] = round(time.perf_counter() - t0, 1)
-        run.finish(name, info, save=name != "reward")
+        run.finish(name, info, save=name not in ("reward", "twin"))
     final = save_adapter(run.policy, run.out / "adapter.safetensors",
                          {"recipe": recipe.name, "base": str(run.base_dir)})
     if evaluate and "eval" not in run.record:
         from model_core.train.evaluate import evaluate_checkpoints
 
         t0 = time.perf_counter()
-        # "tuned (no QAT)" is the float policy QAT started from (and distilled): its int8 gap is
-        # post-training int8's.
-        info = evaluate_checkpoints(run.base_dir, {"tuned (no QAT)": run.adapter(float_stage), "tuned": final},
+        # "tuned (no QAT)" is the QAT stage's float twin: its int8 gap is post-training int8's.
+        info = evaluate_checkpoints(run.base_dir, {"tuned (no QAT)": run.adapter("twin"), "tuned": final},
                                     recipe.evaluation, run.out / "RESULTS.md", progress=progress,
                                     generate_for=("base", "tuned"), heldout=run.heldout_packed,
                                     float_reference="tuned (no QAT)")

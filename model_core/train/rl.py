@@ -190,21 +190,19 @@ def _run(algo: _Algorithm, name: str, policy: nn.Module, extra: dict[str, nn.Mod
 
 def grpo_train(policy: nn.Module, reference: nn.Module, tokenizer: Any, prompts: Sequence[RLPrompt],
                reward_fn: RewardFn, cfg: RLConfig, *, pad_id: int, stop_ids: Sequence[int],
-               state_dir: Path | None = None, progress: bool = True, name: str = "grpo") -> TrainResult:
-    """Group-relative policy optimisation; `reference` is frozen (the SFT policy). `name` keys the
-    checkpoint in `state_dir` (a second round of RL needs its own)."""
+               state_dir: Path | None = None, progress: bool = True) -> TrainResult:
+    """Group-relative policy optimisation; `reference` is frozen (the SFT policy)."""
     reference.requires_grad_(False).eval()
     algo = _GRPO(policy, reference, cfg, pad_id, next(iter(stop_ids), None))
-    return _run(algo, name, policy, {}, tokenizer, prompts, reward_fn, cfg, stop_ids, state_dir, progress)
+    return _run(algo, "grpo", policy, {}, tokenizer, prompts, reward_fn, cfg, stop_ids, state_dir, progress)
 
 
 def ppo_train(policy: nn.Module, value_head: ValueHead, reference: nn.Module, tokenizer: Any,
               prompts: Sequence[RLPrompt], reward_fn: RewardFn, cfg: RLConfig, *, pad_id: int,
-              stop_ids: Sequence[int], state_dir: Path | None = None, progress: bool = True,
-              name: str = "ppo") -> TrainResult:
+              stop_ids: Sequence[int], state_dir: Path | None = None, progress: bool = True) -> TrainResult:
     """PPO with a value head on the policy's hidden states, KL-shaped rewards and GAE."""
     reference.requires_grad_(False).eval()
     value_head.requires_grad_(True)
     algo = _PPO(policy, value_head, reference, cfg, pad_id, next(iter(stop_ids), None))
-    return _run(algo, name, policy, {"value": value_head}, tokenizer, prompts, reward_fn, cfg, stop_ids,
+    return _run(algo, "ppo", policy, {"value": value_head}, tokenizer, prompts, reward_fn, cfg, stop_ids,
                 state_dir, progress)

