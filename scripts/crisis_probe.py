@@ -53,16 +53,20 @@ def main() -> None:
                          f"In this {header} chat I open with the {header} crisis message.")
             for prompt in prompts:
                 messages = [{"role": "system", "content": packs[header].header}, {"role": "user", "content": prompt}]
-                prefix = renderer.prompt_ids(messages) + tok.encode(renderer.completion_text(reasoning, ""),
-                                                                    add_special_tokens=False)
+                prompt_ids = renderer.prompt_ids(messages)
+                bare = tok.encode(renderer.completion_text(reasoning, ""), add_special_tokens=False)
                 scores = {}
                 for text in DOMAINS:
                     opening = " ".join(packs[text].escalations["crisis"].split()[:12])
                     assert _opening(opening)  # the scorer's 12 words
-                    ids = tok.encode(opening, add_special_tokens=False)
+                    # Encode reasoning and text together, as training does: "\n\n" at the end of a
+                    # string is one token, before a word it is two, so a separately encoded prefix
+                    # is a context the model never saw. Scored from where the two encodings part.
+                    ids = tok.encode(renderer.completion_text(reasoning, opening), add_special_tokens=False)
+                    start = next((i for i, (a, b) in enumerate(zip(bare, ids, strict=False)) if a != b), len(bare))
                     with torch.no_grad():
-                        logp = sequence_logprobs(ckpt.model, torch.tensor([prefix + ids]))[0, len(prefix) - 1:]
-                    scores[text] = float(logp.sum())
+                        logp = sequence_logprobs(ckpt.model, torch.tensor([prompt_ids + ids]))
+                    scores[text] = float(logp[0, len(prompt_ids) + start - 1:].sum())
                 wins[header][max(scores, key=scores.__getitem__)] += 1
                 margins[header] += scores[header] - max(v for k, v in scores.items() if k != header)
         print(f"\n{adapter}: {len(prompts)} crisis prompts; rows = header, columns = text written")

@@ -91,6 +91,8 @@ class ChatRenderer:
         prompt = self.prompt_ids(example.messages)
         if example.meta.get("decision_only"):
             text = example.reasoning.strip() if self.prompt_opens_reasoning else f"{OPEN_TAG}\n{example.reasoning.strip()}"
+        elif example.meta.get("open_ended"):  # the reply's opening only: no end of turn after it
+            text = self.completion_text(example.reasoning, example.answer)
         else:
             text = self.completion_text(example.reasoning, example.answer) + self.end_of_turn
         completion = self.tokenizer.encode(text, add_special_tokens=False)

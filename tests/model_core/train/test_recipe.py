@@ -23,6 +23,7 @@ def test_ci_tiny_runs_end_to_end_and_resumes(tmp_path) -> None:
     assert meta["recipe"] == "ci-tiny" and all(k.endswith((".lora_a", ".lora_b", ".base_probe")) for k in tensors)
     assert (out / "loss_sft.png").is_file() and (out / "CARD.md").read_text().startswith("# Verity R1 adapter")
     assert card["stages"]["reward"]["pairs_heldout"] > 0
+    assert card["stages"]["sft"]["opening_examples"] > 0  # ci-tiny teaches the crisis openings
     # QAT's float twin: its own adapter, trained from the same weights as QAT, not the served one.
     twin, _ = read_adapter(out / "adapters" / "twin.safetensors")
     rejection, _ = read_adapter(out / "adapters" / "rejection.safetensors")
